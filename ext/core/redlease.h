@@ -1,0 +1,75 @@
+/* redlease core: the interface the CPython binding (or a C test) uses.
+ * Pure C: no Python here.  Thread-safe unless noted. */
+#ifndef REDLEASE_H
+#define REDLEASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rl_error.h"
+
+typedef struct rl_lease rl_lease;
+
+typedef struct rl_lease_opts {
+    const char *url;      size_t url_len;
+    const char *key;      size_t keylen;
+    const char *node_id;  size_t idlen;     /* NULL: "<host>:<pid>:<16 hex>" */
+    double ttl;                             /* seconds */
+    double renew_interval;                  /* <= 0: ttl/3 */
+    double retry_interval;                  /* <= 0: ttl/3 */
+    double connect_timeout, command_timeout;
+    int mode;                               /* RL_MODE_NODE or RL_MODE_LOCK */
+    int auto_renew;
+} rl_lease_opts;
+
+#define RL_MAX_KEY_BYTES 65536
+#define RL_MAX_ID_BYTES 1024
+
+/* May block on DNS: call without holding locks that others need. */
+rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err);
+void rl_lease_incref(rl_lease *l);
+void rl_lease_decref(rl_lease *l);
+
+int rl_lease_start(rl_lease *l, rl_error *err);   /* asynchronous */
+int rl_lease_stop(rl_lease *l);                   /* asynchronous, idempotent */
+int rl_lease_resign(rl_lease *l);                 /* asynchronous */
+
+enum { RL_WAIT_LEADER = 1, RL_WAIT_STOPPED, RL_WAIT_LOCK };
+/* Waits at most max_us: 1 done, 0 not yet, -1 error in *err (a permanent
+ * failure of the latest attempt, or the lease is not running). */
+int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err);
+
+/* Lock-free reads. */
+int rl_lease_is_leader(const rl_lease *l);
+int rl_lease_token(const rl_lease *l, int64_t *token);     /* 1 while leading */
+double rl_lease_remaining(const rl_lease *l);              /* seconds, 0.0 if not leading */
+int rl_lease_stale(const rl_lease *l);                     /* created before a fork */
+uint64_t rl_lease_id(const rl_lease *l);
+const char *rl_lease_key(const rl_lease *l, size_t *len);
+const char *rl_lease_node_id(const rl_lease *l, size_t *len);
+double rl_lease_ttl(const rl_lease *l);
+double rl_lease_renew_interval(const rl_lease *l);
+double rl_lease_retry_interval(const rl_lease *l);
+int rl_lease_url_safe(const rl_lease *l, char *buf, size_t n);
+
+typedef struct rl_lease_info {
+    int phase;                 /* RL_P_* */
+    char *leader; size_t leaderlen;   /* malloc'd or NULL */
+    char *last_error;          /* malloc'd or NULL */
+    uint64_t acquired, renewals, renew_failures, losses;
+    int64_t last_rtt_us;
+} rl_lease_info;
+void rl_lease_get_info(rl_lease *l, rl_lease_info *out);
+void rl_lease_info_clear(rl_lease_info *info);
+
+typedef struct rl_engine_info {
+    int running;
+    uint64_t commands, reconnects, connections, leases, endpoints, dropped_events;
+} rl_engine_info;
+void rl_engine_get_info(rl_engine_info *out);
+
+const char *rl_hiredis_version_string(void);
+void rl_hiredis_version(int *major, int *minor, int *patch);
+int rl_has_tls(void);
+
+#endif

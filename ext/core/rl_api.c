@@ -1,0 +1,469 @@
+#include "redlease.h"
+
+#include <math.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rl_campaign.h"
+#include "rl_clock.h"
+#include "rl_engine.h"
+#include "rl_types.h"
+
+#define TOKEN_SUFFIX ":redlease-token"
+
+static atomic_ullong g_next_id = 1;
+
+/* ---- validation ---- */
+
+static int check_seconds(const char *name, double v, double min, double max, rl_error *err)
+{
+    if (isnan(v) || isinf(v))
+        return rl_seterr(err, RL_EVALUE, "%s must be a finite number of seconds, not %g", name, v);
+    if (v < min)
+        return rl_seterr(err, RL_EVALUE, "%s must be at least %g s, got %g", name, min, v);
+    if (v > max)
+        return rl_seterr(err, RL_EVALUE, "%s must be at most %g s, got %g", name, max, v);
+    return 0;
+}
+
+static int check_interval(const char *name, double v, double ttl, rl_error *err)
+{
+    if (isnan(v) || isinf(v))
+        return rl_seterr(err, RL_EVALUE, "%s must be a finite number of seconds, not %g", name, v);
+    if (v <= 0)
+        return rl_seterr(err, RL_EVALUE, "%s must be > 0, got %g", name, v);
+    if (v >= ttl)
+        return rl_seterr(err, RL_EVALUE, "%s (%g s) must be shorter than ttl (%g s)", name, v, ttl);
+    return 0;
+}
+
+/* The fencing counter lives in the same Redis Cluster slot as the key: a key
+ * with a hash tag shares its tag; a key without one becomes the tag. */
+static char *token_key(const char *key, size_t len, size_t *outlen)
+{
+    const char *open = memchr(key, '{', len);
+    const char *close = open ? memchr(open + 1, '}', len - (size_t)(open + 1 - key)) : NULL;
+    int tagged = open && close && close > open + 1;
+    int wrap = !tagged && !memchr(key, '}', len);
+    size_t n = len + strlen(TOKEN_SUFFIX) + (wrap ? 2 : 0);
+    char *p = malloc(n), *q = p;
+    if (!p)
+        return NULL;
+    if (wrap)
+        *q++ = '{';
+    memcpy(q, key, len);
+    q += len;
+    if (wrap)
+        *q++ = '}';
+    memcpy(q, TOKEN_SUFFIX, strlen(TOKEN_SUFFIX));
+    *outlen = n;
+    return p;
+}
+
+static int default_node_id(char *buf, size_t n, rl_error *err)
+{
+    unsigned char rnd[8];
+    char host[256];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+        return rl_seterr(err, RL_ESYS, "cannot read random bytes from the OS for the node id");
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = 0;
+    int len = snprintf(buf, n, "%s:%ld:", host, (long)getpid());
+    for (size_t i = 0; i < sizeof rnd && len + 2 < (int)n; i++)
+        len += snprintf(buf + len, n - (size_t)len, "%02x", rnd[i]);
+    return len;
+}
+
+static int resolve(rl_lease *l, rl_error *err)
+{
+    static const int families[2] = {AF_INET, AF_INET6};
+    int last = 0;
+    for (int i = 0; i < 2; i++) {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = families[i];
+        hints.ai_socktype = SOCK_STREAM;
+        last = getaddrinfo(l->url.host, NULL, &hints, &res);
+        if (last == 0 && res) {
+            int rc = getnameinfo(res->ai_addr, res->ai_addrlen, l->addr, sizeof l->addr,
+                                 NULL, 0, NI_NUMERICHOST);
+            freeaddrinfo(res);
+            if (rc == 0)
+                return 0;
+        }
+    }
+    return rl_seterr(err, RL_ECONN, "cannot resolve host '%s': %s; check the host name in the URL",
+                     l->url.host, gai_strerror(last));
+}
+
+/* ---- lifetime ---- */
+
+static void lease_free(rl_lease *l)
+{
+    rl_url_free(&l->url);
+    free(l->key);
+    free(l->tkey);
+    free(l->channel);
+    free(l->node_id);
+    free(l->leader);
+    free(l->last_error);
+    free(l);
+}
+
+void rl_lease_incref(rl_lease *l) { atomic_fetch_add(&l->refs, 1); }
+
+void rl_lease_decref(rl_lease *l)
+{
+    if (l && atomic_fetch_sub(&l->refs, 1) == 1)
+        lease_free(l);
+}
+
+rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
+{
+    char idbuf[320], urlerr[300];
+    double ttl = o->ttl;
+
+    if (check_seconds("ttl", ttl, 0.01, 31536000.0, err) < 0)
+        return NULL;
+    double renew = o->renew_interval > 0 || isnan(o->renew_interval) ? o->renew_interval : ttl / 3;
+    double retry = o->retry_interval > 0 || isnan(o->retry_interval) ? o->retry_interval : ttl / 3;
+    if (check_interval("renew_interval", renew, ttl, err) < 0 ||
+        check_interval("retry_interval", retry, ttl, err) < 0 ||
+        check_seconds("connect_timeout", o->connect_timeout, 0.001, 86400.0, err) < 0 ||
+        check_seconds("command_timeout", o->command_timeout, 0.001, 86400.0, err) < 0)
+        return NULL;
+    if (o->keylen == 0) {
+        rl_seterr(err, RL_EVALUE, "key must not be empty");
+        return NULL;
+    }
+    if (o->keylen > RL_MAX_KEY_BYTES) {
+        rl_seterr(err, RL_EVALUE, "key is %zu bytes; the limit is %d bytes (use a short name, e.g. a hash of it)",
+                  o->keylen, RL_MAX_KEY_BYTES);
+        return NULL;
+    }
+    if (o->node_id && (o->idlen == 0 || o->idlen > RL_MAX_ID_BYTES)) {
+        rl_seterr(err, RL_EVALUE, "node_id must be 1..%d bytes, got %zu", RL_MAX_ID_BYTES, o->idlen);
+        return NULL;
+    }
+
+    rl_lease *l = calloc(1, sizeof *l);
+    if (!l) {
+        rl_seterr(err, RL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    atomic_init(&l->refs, 1);
+    if (rl_url_parse(o->url, o->url_len, &l->url, urlerr, sizeof urlerr) < 0) {
+        rl_seterr(err, RL_EVALUE, "%s", urlerr);
+        free(l);
+        return NULL;
+    }
+    if (l->url.tls && !rl_has_tls()) {
+        rl_seterr(err, RL_EVALUE, "rediss:// (TLS) is not supported by this build of redlease "
+                  "(built against hiredis %s without TLS); use redis:// or a TLS-terminating proxy",
+                  rl_hiredis_version_string());
+        goto fail;
+    }
+    if (l->url.kind == RL_URL_UNIX && strlen(l->url.path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        rl_seterr(err, RL_EVALUE, "unix socket path is too long (%zu bytes, the limit is %zu)",
+                  strlen(l->url.path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        goto fail;
+    }
+    if (l->url.kind == RL_URL_TCP && resolve(l, err) < 0)
+        goto fail;
+
+    l->id = atomic_fetch_add(&g_next_id, 1);
+    l->fork_gen = rl_fork_generation();
+    l->mode = o->mode;
+    l->auto_renew = o->mode == RL_MODE_NODE ? 1 : o->auto_renew;
+    long long ttl_ms = llround(ttl * 1000.0);
+    l->ttl_us = ttl_ms * 1000;
+    l->renew_us = (int64_t)llround(renew * 1e6);
+    l->retry_us = (int64_t)llround(retry * 1e6);
+    l->conn_to_us = (int64_t)llround(o->connect_timeout * 1e6);
+    l->cmd_to_us = (int64_t)llround(o->command_timeout * 1e6);
+    l->drift_us = l->ttl_us / 100 + 2000;
+    snprintf(l->ttl_ms, sizeof l->ttl_ms, "%lld", ttl_ms);
+
+    l->key = malloc(o->keylen);
+    if (!l->key)
+        goto oom;
+    memcpy(l->key, o->key, o->keylen);
+    l->keylen = o->keylen;
+    l->tkey = token_key(o->key, o->keylen, &l->tkeylen);
+    if (!l->tkey)
+        goto oom;
+    char prefix[48];
+    int plen = snprintf(prefix, sizeof prefix, "redlease:%ld:", l->url.db);
+    l->chlen = (size_t)plen + o->keylen;
+    l->channel = malloc(l->chlen);
+    if (!l->channel)
+        goto oom;
+    memcpy(l->channel, prefix, (size_t)plen);
+    memcpy(l->channel + plen, o->key, o->keylen);
+
+    const char *id = o->node_id;
+    size_t idlen = o->idlen;
+    if (!id) {
+        int n = default_node_id(idbuf, sizeof idbuf, err);
+        if (n < 0)
+            goto fail;
+        id = idbuf;
+        idlen = (size_t)n;
+    }
+    l->node_id = malloc(idlen + 1);
+    if (!l->node_id)
+        goto oom;
+    memcpy(l->node_id, id, idlen);
+    l->node_id[idlen] = 0;
+    l->idlen = idlen;
+
+    rl_campaign_init(l);
+    l->pub_phase = RL_P_IDLE;
+    return l;
+oom:
+    rl_seterr(err, RL_ENOMEM, "out of memory");
+fail:
+    lease_free(l);
+    return NULL;
+}
+
+/* ---- control ---- */
+
+int rl_lease_stale(const rl_lease *l)
+{
+    return l->fork_gen != rl_fork_generation();
+}
+
+static int check_fresh(const rl_lease *l, rl_error *err)
+{
+    if (rl_lease_stale(l))
+        return rl_seterr(err, RL_ESTATE, "this object was created before os.fork() and belongs to the "
+                         "parent process; create a new one in the child");
+    return 0;
+}
+
+int rl_lease_start(rl_lease *l, rl_error *err)
+{
+    if (check_fresh(l, err) < 0)
+        return -1;
+    rl_engine *e = atomic_load(&l->eng);
+    if (!e) {
+        e = rl_engine_get(err);
+        if (!e)
+            return -1;
+        atomic_store(&l->eng, e);
+    }
+    pthread_mutex_lock(&e->mu);
+    if (l->pub_phase != RL_P_RUNNING)
+        l->pub_phase = RL_P_RUNNING;   /* visible at once; the engine confirms */
+    l->fatal_kind = 0;
+    l->lock_done = 0;
+    pthread_mutex_unlock(&e->mu);
+    return rl_engine_post(e, RL_CMD_START, l, err);
+}
+
+int rl_lease_stop(rl_lease *l)
+{
+    rl_engine *e = atomic_load(&l->eng);
+    if (!e || rl_lease_stale(l))
+        return 0;
+    pthread_mutex_lock(&e->mu);
+    int idle = l->pub_phase == RL_P_IDLE || l->pub_phase == RL_P_STOPPED;
+    if (!idle)
+        l->pub_phase = RL_P_STOPPING;
+    pthread_mutex_unlock(&e->mu);
+    if (idle)
+        return 0;
+    return rl_engine_post(e, RL_CMD_STOP, l, NULL);
+}
+
+int rl_lease_resign(rl_lease *l)
+{
+    rl_engine *e = atomic_load(&l->eng);
+    if (!e || rl_lease_stale(l))
+        return 0;
+    return rl_engine_post(e, RL_CMD_RESIGN, l, NULL);
+}
+
+int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
+{
+    rl_engine *e = atomic_load(&l->eng);
+    if (check_fresh(l, err) < 0)
+        return -1;
+    if (!e) {
+        if (what == RL_WAIT_STOPPED)
+            return 1;
+        return rl_seterr(err, RL_ESTATE, "not started: call start() first (or use leadership())");
+    }
+    int64_t until = rl_now_us() + max_us;
+    int rc = 0;
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        if (what == RL_WAIT_STOPPED) {
+            if (l->pub_phase == RL_P_IDLE || l->pub_phase == RL_P_STOPPED || e->quit) {
+                rc = 1;
+                break;
+            }
+        } else {
+            if (rl_lease_is_leader(l)) {
+                rc = 1;
+                break;
+            }
+            if (l->fatal_kind) {
+                rc = rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg);
+                break;
+            }
+            if (l->pub_phase != RL_P_RUNNING || e->quit) {
+                rc = rl_seterr(err, RL_ESTATE, e->quit ? "the redlease engine has shut down"
+                                                       : "stopped while waiting");
+                break;
+            }
+            if (what == RL_WAIT_LOCK && l->lock_done) {
+                rc = rl_seterr(err, RL_ESTATE, "the lock's lease was lost");
+                break;
+            }
+        }
+        int64_t left = until - rl_now_us();
+        if (left <= 0)
+            break;
+        rl_engine_timedwait(e, left);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+/* ---- reads ---- */
+
+int rl_lease_is_leader(const rl_lease *l)
+{
+    int64_t dl = atomic_load_explicit(&((rl_lease *)l)->deadline, memory_order_acquire);
+    return dl != 0 && rl_now_us() < dl && l->fork_gen == rl_fork_generation();
+}
+
+int rl_lease_token(const rl_lease *l, int64_t *token)
+{
+    rl_lease *m = (rl_lease *)l;
+    unsigned s1, s2;
+    int64_t tok, dl;
+    do {
+        s1 = atomic_load(&m->seq);
+        tok = atomic_load(&m->token);
+        dl = atomic_load(&m->deadline);
+        s2 = atomic_load(&m->seq);
+    } while (s1 != s2 || (s1 & 1));
+    if (dl == 0 || rl_now_us() >= dl || l->fork_gen != rl_fork_generation())
+        return 0;
+    *token = tok;
+    return 1;
+}
+
+double rl_lease_remaining(const rl_lease *l)
+{
+    int64_t dl = atomic_load(&((rl_lease *)l)->deadline);
+    int64_t now = rl_now_us();
+    if (dl == 0 || now >= dl || l->fork_gen != rl_fork_generation())
+        return 0.0;
+    return (double)(dl - now) / 1e6;
+}
+
+uint64_t rl_lease_id(const rl_lease *l) { return l->id; }
+double rl_lease_ttl(const rl_lease *l) { return (double)l->ttl_us / 1e6; }
+double rl_lease_renew_interval(const rl_lease *l) { return (double)l->renew_us / 1e6; }
+double rl_lease_retry_interval(const rl_lease *l) { return (double)l->retry_us / 1e6; }
+
+const char *rl_lease_key(const rl_lease *l, size_t *len)
+{
+    *len = l->keylen;
+    return l->key;
+}
+
+const char *rl_lease_node_id(const rl_lease *l, size_t *len)
+{
+    *len = l->idlen;
+    return l->node_id;
+}
+
+int rl_lease_url_safe(const rl_lease *l, char *buf, size_t n)
+{
+    return rl_url_format_safe(&l->url, buf, n);
+}
+
+void rl_lease_get_info(rl_lease *l, rl_lease_info *out)
+{
+    rl_engine *e = atomic_load(&l->eng);
+    memset(out, 0, sizeof *out);
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    out->phase = l->pub_phase;
+    if (l->leader && (out->leader = malloc(l->leaderlen + 1))) {
+        memcpy(out->leader, l->leader, l->leaderlen + 1);
+        out->leaderlen = l->leaderlen;
+    }
+    if (l->last_error)
+        out->last_error = strdup(l->last_error);
+    out->acquired = l->st_acquired;
+    out->renewals = l->st_renewals;
+    out->renew_failures = l->st_renew_fail;
+    out->losses = l->st_losses;
+    out->last_rtt_us = l->st_last_rtt_us;
+    pthread_mutex_unlock(&e->mu);
+    if (rl_lease_stale(l))
+        out->phase = RL_P_STOPPED;
+}
+
+void rl_lease_info_clear(rl_lease_info *info)
+{
+    free(info->leader);
+    free(info->last_error);
+    memset(info, 0, sizeof *info);
+}
+
+void rl_engine_get_info(rl_engine_info *out)
+{
+    rl_engine *e = rl_engine_current();
+    memset(out, 0, sizeof *out);
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    out->running = e->thread_started && !e->quit;
+    for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
+        out->endpoints++;
+    pthread_mutex_unlock(&e->mu);
+    out->commands = atomic_load(&e->st_commands);
+    out->reconnects = atomic_load(&e->st_reconnects);
+    out->connections = atomic_load(&e->st_connections);
+    out->leases = atomic_load(&e->st_leases);
+    pthread_mutex_lock(&e->ev_mu);
+    out->dropped_events = e->ev_dropped;
+    pthread_mutex_unlock(&e->ev_mu);
+}
+
+#define RL_STR2(x) #x
+#define RL_STR(x) RL_STR2(x)
+
+const char *rl_hiredis_version_string(void)
+{
+    return RL_STR(HIREDIS_MAJOR) "." RL_STR(HIREDIS_MINOR) "." RL_STR(HIREDIS_PATCH);
+}
+
+void rl_hiredis_version(int *major, int *minor, int *patch)
+{
+    *major = HIREDIS_MAJOR;
+    *minor = HIREDIS_MINOR;
+    *patch = HIREDIS_PATCH;
+}
+
+int rl_has_tls(void)
+{
+    return 0;  /* TLS (hiredis >= 1.0 with hiredis_ssl) is not wired up yet */
+}

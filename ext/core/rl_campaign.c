@@ -1,0 +1,606 @@
+#include "rl_campaign.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rl_clock.h"
+#include "rl_conn.h"
+#include "rl_endpoint.h"
+#include "rl_engine.h"
+#include "rl_error.h"
+
+#define RL_BACKOFF_MIN_US 20000
+#define RL_WAIT_CONN_US 1000000     /* re-check when the connection is down */
+
+static void act_fire(rl_timer *t, int64_t now);
+static void dl_fire(rl_timer *t, int64_t now);
+static void maybe_finish_stop(rl_lease *l);
+static void ensure_planned(rl_lease *l, int64_t now);
+
+static rl_engine *eng_of(const rl_lease *l) { return atomic_load(&l->eng); }
+
+void rl_campaign_init(rl_lease *l)
+{
+    rl_timer_init(&l->act_timer, act_fire);
+    rl_timer_init(&l->dl_timer, dl_fire);
+}
+
+static void act_at(rl_lease *l, int64_t when)
+{
+    rl_heap_set(&eng_of(l)->timers, &l->act_timer, when);
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static int64_t backoff(rl_lease *l, int64_t cap)
+{
+    int64_t d = RL_BACKOFF_MIN_US;
+    for (unsigned i = 1; i < l->err_streak && d < cap; i++)
+        d *= 2;
+    return rl_engine_jitter(eng_of(l), min64(d, cap));
+}
+
+/* ---- publishing (what API threads read) ---- */
+
+static void publish_deadline(rl_lease *l, int64_t token, int64_t deadline)
+{
+    atomic_fetch_add(&l->seq, 1);
+    atomic_store(&l->token, token);
+    atomic_store(&l->deadline, deadline);
+    atomic_fetch_add(&l->seq, 1);
+}
+
+static void emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len)
+{
+    rl_engine_emit(eng_of(l), l->id, kind, token, text, len);
+}
+
+static void set_leader(rl_lease *l, const char *id, size_t len)
+{
+    rl_engine *eng = eng_of(l);
+    int changed;
+    pthread_mutex_lock(&eng->mu);
+    if (!id)
+        changed = l->leader != NULL;
+    else
+        changed = !l->leader || l->leaderlen != len || memcmp(l->leader, id, len) != 0;
+    if (changed) {
+        char *copy = NULL;
+        if (id && (copy = malloc(len + 1))) {
+            memcpy(copy, id, len);
+            copy[len] = 0;
+        }
+        free(l->leader);
+        l->leader = copy;
+        l->leaderlen = copy ? len : 0;
+    }
+    pthread_mutex_unlock(&eng->mu);
+    if (changed)
+        emit(l, RL_EV_LEADER, 0, id, id ? len : 0);
+}
+
+static void note_error(rl_lease *l, int fatal_kind, const char *msg)
+{
+    rl_engine *eng = eng_of(l);
+    int changed;
+    pthread_mutex_lock(&eng->mu);
+    changed = !l->last_error || strcmp(l->last_error, msg) != 0;
+    if (changed) {
+        free(l->last_error);
+        l->last_error = strdup(msg);
+    }
+    if (fatal_kind) {
+        l->fatal_kind = fatal_kind;
+        snprintf(l->fatal_msg, sizeof l->fatal_msg, "%s", msg);
+        pthread_cond_broadcast(&eng->cv);
+    }
+    pthread_mutex_unlock(&eng->mu);
+    if (changed)
+        emit(l, RL_EV_ERROR, fatal_kind, msg, strlen(msg));
+}
+
+static void clear_error(rl_lease *l)
+{
+    rl_engine *eng = eng_of(l);
+    int had;
+    l->err_streak = 0;
+    pthread_mutex_lock(&eng->mu);
+    had = l->last_error != NULL;
+    free(l->last_error);
+    l->last_error = NULL;
+    l->fatal_kind = 0;
+    pthread_mutex_unlock(&eng->mu);
+    if (had)
+        emit(l, RL_EV_RECOVERED, 0, NULL, 0);
+}
+
+static void publish_phase(rl_lease *l, int phase)
+{
+    rl_engine *eng = eng_of(l);
+    pthread_mutex_lock(&eng->mu);
+    l->pub_phase = phase;
+    pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+}
+
+/* ---- leadership transitions ---- */
+
+static void step_down(rl_lease *l, const char *reason, int voluntary)
+{
+    rl_engine *eng = eng_of(l);
+    l->phase = RL_L_CAMPAIGN;
+    l->lead_deadline = 0;
+    publish_deadline(l, atomic_load(&l->token), 0);
+    rl_heap_cancel(&eng->timers, &l->dl_timer);
+    pthread_mutex_lock(&eng->mu);
+    if (!voluntary)
+        l->st_losses++;
+    if (l->mode == RL_MODE_LOCK)
+        l->lock_done = 1;
+    pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+    emit(l, RL_EV_REVOKED, 0, reason, strlen(reason));
+}
+
+/* After losing the lease: a node campaigns again, a lock waits for its
+ * owner to release it (the lease is gone, nothing more to do). */
+static void after_loss(rl_lease *l, int64_t when)
+{
+    if (l->mode == RL_MODE_LOCK)
+        rl_heap_cancel(&eng_of(l)->timers, &l->act_timer);
+    else
+        act_at(l, when);
+}
+
+static int send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval);
+static void acq_reply(redisAsyncContext *ac, void *r, void *priv);
+static void renew_reply(redisAsyncContext *ac, void *r, void *priv);
+static void rel_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static void send_release(rl_lease *l)
+{
+    l->held = 0;
+    if (l->ep && rl_endpoint_ready(l->ep) && send_script(l, RL_SCRIPT_RELEASE, rel_reply, 0) == 0)
+        l->rel_pending++;
+}
+
+static void on_acquired(rl_lease *l, int64_t token, int64_t now)
+{
+    rl_engine *eng = eng_of(l);
+    l->held = 1;
+    clear_error(l);
+    if (l->phase != RL_L_CAMPAIGN)
+        return;                          /* stopping: the release follows */
+    int64_t dl = l->t_send + l->ttl_us - l->drift_us;
+    if (dl <= now + 1000) {
+        /* The reply came too late to lead on it.  The key is ours, so the
+         * next acquire takes it again as a new term. */
+        act_at(l, now);
+        return;
+    }
+    l->phase = RL_L_LEADING;
+    l->lead_deadline = dl;
+    publish_deadline(l, token, dl);
+    pthread_mutex_lock(&eng->mu);
+    l->st_acquired++;
+    pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+    emit(l, RL_EV_ELECTED, token, NULL, 0);
+    set_leader(l, l->node_id, l->idlen);
+    rl_heap_set(&eng->timers, &l->dl_timer, dl);
+    if (l->auto_renew)
+        act_at(l, l->t_send + l->renew_us);
+    else
+        rl_heap_cancel(&eng->timers, &l->act_timer);
+}
+
+static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl, int64_t now)
+{
+    clear_error(l);
+    set_leader(l, holder, hlen);
+    if (l->phase != RL_L_CAMPAIGN)
+        return;
+    int64_t d;
+    if (l->rel_seen || pttl == -2)
+        d = 0;
+    else if (pttl >= 0)
+        d = min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
+    else
+        d = l->retry_us;                                        /* key without expiry */
+    int64_t spread = min64(d / 10, 5000);
+    if (spread > 0)
+        d += (int64_t)(rl_engine_rand(eng_of(l)) % (uint64_t)spread);
+    act_at(l, now + d);
+}
+
+static void attempt_failed(rl_lease *l, int kind, const char *msg, int64_t now)
+{
+    l->err_streak++;
+    note_error(l, kind, msg);
+    if (l->phase != RL_L_CAMPAIGN)
+        return;
+    int64_t d = backoff(l, l->retry_us);
+    if (kind && d < l->retry_us)
+        d = l->retry_us;
+    act_at(l, now + d);
+}
+
+static void renewed(rl_lease *l, int64_t now)
+{
+    rl_engine *eng = eng_of(l);
+    int64_t dl = l->t_send + l->ttl_us - l->drift_us;
+    clear_error(l);
+    if (dl > l->lead_deadline) {
+        l->lead_deadline = dl;
+        publish_deadline(l, atomic_load(&l->token), dl);
+        rl_heap_set(&eng->timers, &l->dl_timer, dl);
+    }
+    pthread_mutex_lock(&eng->mu);
+    l->st_renewals++;
+    l->st_last_rtt_us = now - l->t_send;
+    pthread_mutex_unlock(&eng->mu);
+    act_at(l, l->t_send + l->renew_us);
+}
+
+static void renew_failed(rl_lease *l, const char *msg, int64_t now)
+{
+    rl_engine *eng = eng_of(l);
+    l->err_streak++;
+    pthread_mutex_lock(&eng->mu);
+    l->st_renew_fail++;
+    pthread_mutex_unlock(&eng->mu);
+    note_error(l, 0, msg);
+    act_at(l, now + backoff(l, l->renew_us));
+}
+
+static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
+{
+    char reason[256];
+    l->held = 0;
+    if (holder)
+        snprintf(reason, sizeof reason, "lost: the key is now held by %.*s",
+                 (int)(hlen > 120 ? 120 : hlen), holder);
+    else
+        snprintf(reason, sizeof reason, "lost: the key expired or was deleted");
+    step_down(l, reason, 0);
+    set_leader(l, holder, hlen);
+    after_loss(l, holder ? now + l->retry_us : now);
+}
+
+/* ---- requests ---- */
+
+static int send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
+{
+    rl_endpoint *ep = l->ep;
+    const char *argv[8];
+    size_t lens[8];
+    int n = 0;
+    if (eval) {
+        argv[n] = "EVAL";
+        lens[n++] = 4;
+        argv[n] = rl_script_text[script];
+        lens[n++] = strlen(rl_script_text[script]);
+    } else {
+        argv[n] = "EVALSHA";
+        lens[n++] = 7;
+        argv[n] = ep->sha[script];
+        lens[n++] = strlen(ep->sha[script]);
+    }
+    argv[n] = script == RL_SCRIPT_ACQUIRE ? "2" : "1";
+    lens[n++] = 1;
+    argv[n] = l->key;
+    lens[n++] = l->keylen;
+    if (script == RL_SCRIPT_ACQUIRE) {
+        argv[n] = l->tkey;
+        lens[n++] = l->tkeylen;
+    }
+    argv[n] = l->node_id;
+    lens[n++] = l->idlen;
+    if (script != RL_SCRIPT_RELEASE) {
+        argv[n] = l->ttl_ms;
+        lens[n++] = strlen(l->ttl_ms);
+    }
+    if (script != RL_SCRIPT_RENEW) {
+        argv[n] = l->channel;
+        lens[n++] = l->chlen;
+    }
+    return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
+}
+
+static void reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r)
+{
+    if (!r)
+        snprintf(buf, n, "%s: connection lost before the reply", what);
+    else
+        snprintf(buf, n, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
+}
+
+static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    int64_t now = rl_now_us();
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
+        send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 1) == 0) {
+        l->t_send = now;
+        return;
+    }
+    l->busy = RL_REQ_NONE;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        reply_error_msg(msg, sizeof msg, "acquire failed", reply);
+        attempt_failed(l, reply ? rl_reply_errkind(reply->str, reply->len) : 0, msg, now);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+               reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        redisReply *e1 = reply->element[1];
+        if (reply->element[0]->integer == 1 && e1->type == REDIS_REPLY_STRING) {
+            on_acquired(l, strtoll(e1->str, NULL, 10), now);
+        } else {
+            long long pttl = -1;
+            if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER)
+                pttl = reply->element[2]->integer;
+            if (e1->type == REDIS_REPLY_STRING)
+                on_busy(l, e1->str, e1->len, pttl, now);
+            else
+                on_busy(l, NULL, 0, -2, now);
+        }
+    } else {
+        attempt_failed(l, RL_EREDIS, "acquire failed: unexpected reply from the server", now);
+    }
+    l->rel_seen = 0;
+    ensure_planned(l, now);
+    maybe_finish_stop(l);
+}
+
+static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    int64_t now = rl_now_us();
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && l->phase == RL_L_LEADING && reply->type == REDIS_REPLY_ERROR &&
+        rl_reply_is_noscript(reply->str, reply->len) &&
+        send_script(l, RL_SCRIPT_RENEW, renew_reply, 1) == 0) {
+        l->t_send = now;
+        return;
+    }
+    l->busy = RL_REQ_NONE;
+    if (l->phase != RL_L_LEADING) {
+        /* We stepped down meanwhile; the answer no longer matters. */
+    } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        reply_error_msg(msg, sizeof msg, "renew failed", reply);
+        renew_failed(l, msg, now);
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        renewed(l, now);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+               reply->element[1]->type == REDIS_REPLY_STRING) {
+        lost(l, reply->element[1]->str, reply->element[1]->len, now);
+    } else {
+        lost(l, NULL, 0, now);
+    }
+    ensure_planned(l, now);
+    maybe_finish_stop(l);
+}
+
+static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
+        send_script(l, RL_SCRIPT_RELEASE, rel_reply, 1) == 0)
+        return;
+    l->rel_pending--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
+        note_error(l, 0, msg);
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
+        set_leader(l, NULL, 0);
+    }
+    maybe_finish_stop(l);
+}
+
+/* ---- timers ---- */
+
+static void act_fire(rl_timer *t, int64_t now)
+{
+    rl_lease *l = (rl_lease *)((char *)t - offsetof(rl_lease, act_timer));
+    if (l->busy || !l->ep)
+        return;           /* the reply reschedules */
+    if (l->phase == RL_L_CAMPAIGN) {
+        if (now < l->resign_until) {
+            act_at(l, l->resign_until);
+            return;
+        }
+        if (!rl_endpoint_ready(l->ep)) {
+            act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
+            return;
+        }
+        if (send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 0) < 0) {
+            l->err_streak++;
+            act_at(l, now + backoff(l, l->retry_us));
+            return;
+        }
+        l->busy = RL_REQ_ACQ;
+        l->t_send = now;
+        l->rel_seen = 0;
+    } else if (l->phase == RL_L_LEADING) {
+        if (!rl_endpoint_ready(l->ep) || send_script(l, RL_SCRIPT_RENEW, renew_reply, 0) < 0) {
+            l->err_streak++;
+            act_at(l, now + backoff(l, l->renew_us));
+            return;
+        }
+        l->busy = RL_REQ_RENEW;
+        l->t_send = now;
+    }
+}
+
+static void dl_fire(rl_timer *t, int64_t now)
+{
+    rl_lease *l = (rl_lease *)((char *)t - offsetof(rl_lease, dl_timer));
+    char reason[256];
+    if (l->phase != RL_L_LEADING)
+        return;
+    snprintf(reason, sizeof reason, "expired: could not renew within the lease (ttl %.3f s)",
+             (double)l->ttl_us / 1e6);
+    step_down(l, reason, 0);
+    after_loss(l, now);
+}
+
+/* ---- commands ---- */
+
+void rl_campaign_start(rl_engine *eng, rl_lease *l)
+{
+    if (l->phase == RL_L_STOPPING) {
+        l->want_restart = 1;
+        return;
+    }
+    if (l->phase != RL_L_IDLE)
+        return;
+    if (!l->ep) {
+        rl_endpoint *ep = rl_endpoint_get(eng, l);
+        if (!ep || rl_endpoint_attach(ep, l) < 0) {
+            note_error(l, RL_ENOMEM, "out of memory while starting");
+            rl_engine_deactivate(eng, l);
+            return;
+        }
+    }
+    l->phase = RL_L_CAMPAIGN;
+    l->want_stop = 0;
+    l->resign_until = 0;
+    l->err_streak = 0;
+    pthread_mutex_lock(&eng->mu);
+    l->pub_phase = RL_P_RUNNING;
+    l->lock_done = 0;
+    l->fatal_kind = 0;
+    pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+    if (l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
+        note_error(l, l->ep->fatal_kind, l->ep->fatal_msg);
+    act_at(l, rl_now_us());
+}
+
+static void finish_stop(rl_lease *l)
+{
+    rl_engine *eng = eng_of(l);
+    rl_heap_cancel(&eng->timers, &l->act_timer);
+    rl_heap_cancel(&eng->timers, &l->dl_timer);
+    l->phase = RL_L_IDLE;
+    l->want_stop = 0;
+    l->resign_until = 0;
+    if (l->want_restart) {
+        l->want_restart = 0;
+        rl_campaign_start(eng, l);
+        return;
+    }
+    rl_endpoint_detach(l);
+    publish_phase(l, RL_P_STOPPED);
+    rl_engine_deactivate(eng, l);     /* may drop the last reference */
+}
+
+/* After a reply: a lease that still campaigns must have its next attempt
+ * planned (a reply that arrived after a step-down plans nothing itself). */
+static void ensure_planned(rl_lease *l, int64_t now)
+{
+    if (l->phase != RL_L_CAMPAIGN || l->busy || rl_timer_pending(&l->act_timer))
+        return;
+    if (l->mode == RL_MODE_LOCK && l->lock_done)
+        return;
+    act_at(l, now > l->resign_until ? now : l->resign_until);
+}
+
+static void maybe_finish_stop(rl_lease *l)
+{
+    if (l->phase != RL_L_STOPPING || l->busy)
+        return;
+    if (l->held)
+        send_release(l);
+    if (l->rel_pending)
+        return;
+    finish_stop(l);
+}
+
+void rl_campaign_stop(rl_lease *l)
+{
+    rl_engine *eng = eng_of(l);
+    if (l->phase == RL_L_IDLE || l->phase == RL_L_STOPPING) {
+        l->want_restart = 0;
+        return;
+    }
+    l->want_stop = 1;
+    if (l->phase == RL_L_LEADING)
+        step_down(l, "stopped", 1);
+    l->phase = RL_L_STOPPING;
+    rl_heap_cancel(&eng->timers, &l->act_timer);
+    rl_heap_cancel(&eng->timers, &l->dl_timer);
+    publish_phase(l, RL_P_STOPPING);
+    maybe_finish_stop(l);
+}
+
+void rl_campaign_resign(rl_lease *l)
+{
+    if (l->phase != RL_L_LEADING)
+        return;
+    int64_t now = rl_now_us();
+    step_down(l, "resigned", 1);
+    l->resign_until = now + l->retry_us;
+    send_release(l);
+    after_loss(l, l->resign_until);
+}
+
+/* ---- endpoint events ---- */
+
+void rl_campaign_conn_ready(rl_lease *l)
+{
+    if ((l->phase == RL_L_CAMPAIGN || l->phase == RL_L_LEADING) && !l->busy) {
+        if (l->phase == RL_L_CAMPAIGN && l->mode == RL_MODE_LOCK && l->lock_done)
+            return;
+        int64_t now = rl_now_us();
+        act_at(l, now > l->resign_until ? now : l->resign_until);
+    }
+}
+
+void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
+{
+    if (l->phase == RL_L_IDLE || l->phase == RL_L_STOPPING)
+        return;
+    note_error(l, fatal_kind, why);
+}
+
+void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
+{
+    const char *id = p + 1;
+    size_t idlen = len - 1;
+    int mine = idlen == l->idlen && memcmp(id, l->node_id, idlen) == 0;
+    if (p[0] == 'R') {
+        if (l->phase != RL_L_CAMPAIGN)
+            return;
+        set_leader(l, NULL, 0);
+        if (l->mode == RL_MODE_LOCK && l->lock_done)
+            return;
+        if (l->busy) {
+            l->rel_seen = 1;
+            return;
+        }
+        int64_t now = rl_now_us();
+        if (now >= l->resign_until)
+            act_at(l, now);
+    } else if (p[0] == 'A') {
+        /* A leader learns of a loss from its next renew: this notice may be
+         * older than our own term (two sockets, no common order). */
+        if (mine || l->phase == RL_L_LEADING)
+            return;
+        set_leader(l, id, idlen);
+    }
+}

@@ -1,0 +1,19 @@
+/* The lease state machine, run by the engine thread: campaign (acquire,
+ * retry at the holder's expiry or on its release notice), lead (renew before
+ * the local deadline, step down at it without I/O), resign, stop. */
+#ifndef RL_CAMPAIGN_H
+#define RL_CAMPAIGN_H
+
+#include "rl_types.h"
+
+void rl_campaign_init(rl_lease *l);                 /* timers; any thread, before start */
+void rl_campaign_start(rl_engine *eng, rl_lease *l);
+void rl_campaign_stop(rl_lease *l);
+void rl_campaign_resign(rl_lease *l);
+
+/* From the endpoint. */
+void rl_campaign_conn_ready(rl_lease *l);
+void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind);
+void rl_campaign_on_message(rl_lease *l, const char *payload, size_t len);
+
+#endif

@@ -1,0 +1,355 @@
+#include "rl_endpoint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rl_campaign.h"
+#include "rl_clock.h"
+#include "rl_conn.h"
+#include "rl_engine.h"
+
+#define RL_SWEEP_US 10000000       /* idle subscriptions/endpoints go after 2 sweeps */
+#define RL_SUB_BATCH 256
+
+static void sweep_timer(rl_timer *t, int64_t now);
+
+static char *dupstr(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int url_copy(rl_url *dst, const rl_url *src)
+{
+    *dst = *src;
+    dst->host = dupstr(src->host);
+    dst->path = dupstr(src->path);
+    dst->user = dupstr(src->user);
+    dst->password = dupstr(src->password);
+    if ((src->host && !dst->host) || (src->path && !dst->path) ||
+        (src->user && !dst->user) || (src->password && !dst->password)) {
+        rl_url_free(dst);
+        return -1;
+    }
+    return 0;
+}
+
+rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
+{
+    for (rl_endpoint *ep = eng->endpoints; ep; ep = ep->next) {
+        if (!ep->freeing && rl_url_same_endpoint(&ep->url, &l->url) &&
+            strcmp(ep->addr, l->addr) == 0 &&
+            ep->connect_timeout_us == l->conn_to_us && ep->command_timeout_us == l->cmd_to_us)
+            return ep;
+    }
+    rl_endpoint *ep = calloc(1, sizeof *ep);
+    if (!ep || url_copy(&ep->url, &l->url) < 0) {
+        free(ep);
+        return NULL;
+    }
+    ep->eng = eng;
+    memcpy(ep->addr, l->addr, sizeof ep->addr);
+    rl_url_format_safe(&ep->url, ep->display, sizeof ep->display);
+    ep->connect_timeout_us = l->conn_to_us;
+    ep->command_timeout_us = l->cmd_to_us;
+    rl_conn_init(&ep->cmd, ep, 0);
+    rl_conn_init(&ep->sub, ep, 1);
+    rl_timer_init(&ep->sweep, sweep_timer);
+    pthread_mutex_lock(&eng->mu);
+    ep->next = eng->endpoints;
+    eng->endpoints = ep;
+    pthread_mutex_unlock(&eng->mu);
+    rl_heap_set(&eng->timers, &ep->sweep, rl_now_us() + RL_SWEEP_US);
+    rl_conn_connect(&ep->cmd);
+    rl_conn_connect(&ep->sub);
+    return ep;
+}
+
+/* ---- subscriptions ---- */
+
+static void keyent_free(rl_keyent *k)
+{
+    free(k->channel);
+    free(k);
+}
+
+static void sub_send(rl_endpoint *ep, const char *cmd, rl_keyent **ks, int n);
+
+static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_conn *c = priv;
+    rl_endpoint *ep = c->ep;
+    redisReply *reply = r;
+    (void)ac;
+    if (!reply || ep->freeing || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return;
+    redisReply *type = reply->element[0], *ch = reply->element[1];
+    if (type->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+        return;
+    rl_keyent *k = rl_map_get(&ep->keys, ch->str, ch->len);
+    if (!k)
+        return;
+    if (type->len == 7 && memcmp(type->str, "message", 7) == 0) {
+        redisReply *p = reply->element[2];
+        if (p->type != REDIS_REPLY_STRING || p->len < 1)
+            return;
+        for (rl_lease *l = k->leases, *next; l; l = next) {
+            next = l->k_next;
+            rl_campaign_on_message(l, p->str, p->len);
+        }
+    } else if (type->len == 11 && memcmp(type->str, "unsubscribe", 11) == 0) {
+        if (k->sub != RL_SUB_LEAVING)
+            return;
+        if (k->resub || k->nleases) {
+            k->sub = RL_SUB_NONE;
+            k->resub = 0;
+            sub_send(ep, "SUBSCRIBE", &k, 1);
+        } else {
+            rl_map_del(&ep->keys, k->channel, k->chlen);
+            keyent_free(k);
+        }
+    }
+}
+
+static void sub_send(rl_endpoint *ep, const char *cmd, rl_keyent **ks, int n)
+{
+    const char *argv[RL_SUB_BATCH + 1];
+    size_t lens[RL_SUB_BATCH + 1];
+    int subscribe = cmd[0] == 'S';
+    if (ep->sub.state != RL_C_READY || n == 0)
+        return;
+    argv[0] = cmd;
+    lens[0] = strlen(cmd);
+    for (int i = 0; i < n; i++) {
+        argv[i + 1] = ks[i]->channel;
+        lens[i + 1] = ks[i]->chlen;
+    }
+    if (rl_conn_send(&ep->sub, sub_reply, &ep->sub, n + 1, argv, lens) < 0)
+        return;   /* the connection is going down; ready() resubscribes */
+    for (int i = 0; i < n; i++)
+        ks[i]->sub = subscribe ? RL_SUB_ON : RL_SUB_LEAVING;
+}
+
+typedef struct {
+    rl_endpoint *ep;
+    rl_keyent *batch[RL_SUB_BATCH];
+    int n;
+} sub_all_ctx;
+
+static void sub_all_one(void *v, void *arg)
+{
+    rl_keyent *k = v;
+    sub_all_ctx *ctx = arg;
+    k->sub = RL_SUB_NONE;
+    k->resub = 0;
+    if (!k->nleases)
+        return;    /* idle: no need to listen any more */
+    ctx->batch[ctx->n++] = k;
+    if (ctx->n == RL_SUB_BATCH) {
+        sub_send(ctx->ep, "SUBSCRIBE", ctx->batch, ctx->n);
+        ctx->n = 0;
+    }
+}
+
+/* ---- leases ---- */
+
+int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l)
+{
+    rl_keyent *k = rl_map_get(&ep->keys, l->channel, l->chlen);
+    if (!k) {
+        k = calloc(1, sizeof *k);
+        if (!k)
+            return -1;
+        k->ep = ep;
+        k->channel = malloc(l->chlen ? l->chlen : 1);
+        if (!k->channel) {
+            free(k);
+            return -1;
+        }
+        memcpy(k->channel, l->channel, l->chlen);
+        k->chlen = l->chlen;
+        if (rl_map_put(&ep->keys, k->channel, k->chlen, k) < 0) {
+            keyent_free(k);
+            return -1;
+        }
+    }
+    l->ep = ep;
+    l->kent = k;
+    l->k_prev = NULL;
+    l->k_next = k->leases;
+    if (k->leases)
+        k->leases->k_prev = l;
+    k->leases = l;
+    k->nleases++;
+    k->idle_marks = 0;
+    l->ep_prev = NULL;
+    l->ep_next = ep->leases;
+    if (ep->leases)
+        ep->leases->ep_prev = l;
+    ep->leases = l;
+    ep->nleases++;
+    ep->idle_marks = 0;
+    if (k->sub == RL_SUB_NONE)
+        sub_send(ep, "SUBSCRIBE", &k, 1);
+    else if (k->sub == RL_SUB_LEAVING)
+        k->resub = 1;
+    if (ep->cmd.state == RL_C_DOWN && !rl_timer_pending(&ep->cmd.timer))
+        rl_conn_connect(&ep->cmd);
+    if (ep->sub.state == RL_C_DOWN && !rl_timer_pending(&ep->sub.timer))
+        rl_conn_connect(&ep->sub);
+    return 0;
+}
+
+void rl_endpoint_detach(rl_lease *l)
+{
+    rl_endpoint *ep = l->ep;
+    rl_keyent *k = l->kent;
+    if (!ep)
+        return;
+    if (l->k_prev)
+        l->k_prev->k_next = l->k_next;
+    else
+        k->leases = l->k_next;
+    if (l->k_next)
+        l->k_next->k_prev = l->k_prev;
+    k->nleases--;
+    if (l->ep_prev)
+        l->ep_prev->ep_next = l->ep_next;
+    else
+        ep->leases = l->ep_next;
+    if (l->ep_next)
+        l->ep_next->ep_prev = l->ep_prev;
+    ep->nleases--;
+    l->k_next = l->k_prev = l->ep_next = l->ep_prev = NULL;
+    l->ep = NULL;
+    l->kent = NULL;
+}
+
+typedef struct {
+    rl_keyent **v;
+    size_t n;
+} idle_ctx;
+
+static void keyent_mark(void *v, void *arg)
+{
+    rl_keyent *k = v;
+    idle_ctx *ctx = arg;
+    if (k->nleases || k->sub == RL_SUB_LEAVING) {
+        k->idle_marks = 0;
+        return;
+    }
+    if (++k->idle_marks >= 2)
+        ctx->v[ctx->n++] = k;
+}
+
+/* Every RL_SWEEP_US: channels nobody listened on for two sweeps are left,
+ * and an endpoint nobody used for two sweeps is closed. */
+static void sweep_timer(rl_timer *t, int64_t now)
+{
+    rl_endpoint *ep = (rl_endpoint *)((char *)t - offsetof(rl_endpoint, sweep));
+    rl_engine *eng = ep->eng;
+    if (ep->nleases == 0 && ep->cmd.pending == 0) {
+        if (++ep->idle_marks >= 2) {
+            rl_endpoint_free(ep);
+            return;
+        }
+    } else {
+        ep->idle_marks = 0;
+    }
+    idle_ctx ctx = {malloc((ep->keys.len + 1) * sizeof(rl_keyent *)), 0};
+    if (ctx.v) {
+        rl_map_each(&ep->keys, keyent_mark, &ctx);
+        for (size_t i = 0; i < ctx.n; i++) {
+            rl_keyent *k = ctx.v[i];
+            if (k->sub == RL_SUB_ON && ep->sub.state == RL_C_READY) {
+                sub_send(ep, "UNSUBSCRIBE", &k, 1);
+                if (k->sub == RL_SUB_LEAVING)
+                    continue;    /* freed when the server confirms */
+            }
+            rl_map_del(&ep->keys, k->channel, k->chlen);
+            keyent_free(k);
+        }
+        free(ctx.v);
+    }
+    rl_heap_set(&eng->timers, &ep->sweep, now + RL_SWEEP_US);
+}
+
+static void keyent_free_cb(void *v, void *arg)
+{
+    (void)arg;
+    keyent_free(v);
+}
+
+void rl_endpoint_free(rl_endpoint *ep)
+{
+    rl_engine *eng = ep->eng;
+    ep->freeing = 1;
+    rl_heap_cancel(&eng->timers, &ep->sweep);
+    rl_conn_close(&ep->cmd);
+    rl_conn_close(&ep->sub);
+    rl_map_each(&ep->keys, keyent_free_cb, NULL);
+    rl_map_free(&ep->keys);
+    pthread_mutex_lock(&eng->mu);
+    for (rl_endpoint **pp = &eng->endpoints; *pp; pp = &(*pp)->next) {
+        if (*pp == ep) {
+            *pp = ep->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&eng->mu);
+    rl_url_free(&ep->url);
+    free(ep);
+}
+
+/* ---- connection state changes ---- */
+
+void rl_endpoint_conn_ready(rl_conn *c)
+{
+    rl_endpoint *ep = c->ep;
+    if (c->is_sub) {
+        sub_all_ctx ctx = {.ep = ep, .n = 0};
+        rl_map_each(&ep->keys, sub_all_one, &ctx);
+        sub_send(ep, "SUBSCRIBE", ctx.batch, ctx.n);
+        return;
+    }
+    pthread_mutex_lock(&ep->eng->mu);
+    ep->fatal_kind = 0;
+    ep->fatal_msg[0] = 0;
+    pthread_mutex_unlock(&ep->eng->mu);
+    for (rl_lease *l = ep->leases, *next; l; l = next) {
+        next = l->ep_next;
+        rl_campaign_conn_ready(l);
+    }
+}
+
+static void unsub_one(void *v, void *arg)
+{
+    rl_keyent *k = v;
+    (void)arg;
+    k->sub = RL_SUB_NONE;
+    k->resub = 0;
+}
+
+void rl_endpoint_conn_down(rl_conn *c, const char *why, int fatal_kind)
+{
+    rl_endpoint *ep = c->ep;
+    if (ep->freeing)
+        return;
+    if (c->is_sub) {
+        rl_map_each(&ep->keys, unsub_one, NULL);
+        return;
+    }
+    for (rl_lease *l = ep->leases, *next; l; l = next) {
+        next = l->ep_next;
+        rl_campaign_conn_down(l, why, fatal_kind);
+    }
+}
+
+void rl_endpoint_set_fatal(rl_endpoint *ep, int kind, const char *msg)
+{
+    pthread_mutex_lock(&ep->eng->mu);
+    ep->fatal_kind = kind;
+    snprintf(ep->fatal_msg, sizeof ep->fatal_msg, "%s", msg);
+    pthread_mutex_unlock(&ep->eng->mu);
+}

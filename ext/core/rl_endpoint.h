@@ -1,0 +1,21 @@
+/* An endpoint is one Redis server as this process sees it: a command
+ * connection and a subscriber connection shared by every lease on that
+ * server, plus the table of release channels those leases listen on. */
+#ifndef RL_ENDPOINT_H
+#define RL_ENDPOINT_H
+
+#include "rl_types.h"
+
+rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l); /* find or create */
+int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l);            /* -1 on OOM */
+void rl_endpoint_detach(rl_lease *l);
+void rl_endpoint_free(rl_endpoint *ep);
+
+static inline int rl_endpoint_ready(const rl_endpoint *ep) { return ep->cmd.state == RL_C_READY; }
+
+/* From rl_conn. */
+void rl_endpoint_conn_ready(rl_conn *c);
+void rl_endpoint_conn_down(rl_conn *c, const char *why, int fatal_kind);
+void rl_endpoint_set_fatal(rl_endpoint *ep, int kind, const char *msg);
+
+#endif

@@ -1,0 +1,544 @@
+#include "rl_engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rl_campaign.h"
+#include "rl_clock.h"
+#include "rl_conn.h"
+#include "rl_endpoint.h"
+
+#define RL_EVENTS_MAX 100000
+#define RL_DRAIN_MAX_US 3000000
+
+/* The process's engine.  These are the only globals: the engine itself,
+ * guarded by g_mu, and the fork generation that marks stale leases. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_engine *g_engine;
+static atomic_uint g_fork_gen;
+static int g_atfork_installed;
+
+unsigned rl_fork_generation(void) { return atomic_load(&g_fork_gen); }
+
+rl_engine *rl_engine_current(void)
+{
+    pthread_mutex_lock(&g_mu);
+    rl_engine *e = g_engine;
+    pthread_mutex_unlock(&g_mu);
+    return e;
+}
+
+/* ---- fork: the child has no engine thread; its copies go stale ---- */
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_mu);
+    if (g_engine) {
+        pthread_mutex_lock(&g_engine->mu);
+        pthread_mutex_lock(&g_engine->ev_mu);
+    }
+}
+
+static void atfork_parent(void)
+{
+    if (g_engine) {
+        pthread_mutex_unlock(&g_engine->ev_mu);
+        pthread_mutex_unlock(&g_engine->mu);
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void atfork_child(void)
+{
+    rl_engine *e = g_engine;
+    if (e) {
+        /* Close the parent's sockets in this process only; the engine's
+         * memory is left as it is (its thread is gone), so stale leases
+         * still point at valid memory. */
+        for (int i = 0; i < e->nfds; i++)
+            close(e->fds[i]);
+        e->nfds = 0;
+        close(e->wake_fd);
+        close(e->ev_fd);
+        e->wake_fd = e->ev_fd = -1;
+        e->shutdown = 1;
+        pthread_mutex_unlock(&e->ev_mu);
+        pthread_mutex_unlock(&e->mu);
+        g_engine = NULL;
+    }
+    atomic_fetch_add(&g_fork_gen, 1);
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* ---- small services for the engine thread ---- */
+
+uint64_t rl_engine_rand(rl_engine *e)
+{
+    uint64_t x = e->rng; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    e->rng = x;
+    return x;
+}
+
+int64_t rl_engine_jitter(rl_engine *e, int64_t d)
+{
+    if (d <= 4)
+        return d;
+    return d + (int64_t)(rl_engine_rand(e) % (uint64_t)(d / 4));
+}
+
+void rl_engine_track_fd(rl_engine *e, int fd)
+{
+    pthread_mutex_lock(&e->mu);
+    if (e->nfds < RL_MAX_FDS)
+        e->fds[e->nfds++] = fd;
+    pthread_mutex_unlock(&e->mu);
+}
+
+void rl_engine_forget_fd(rl_engine *e, int fd)
+{
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < e->nfds; i++) {
+        if (e->fds[i] == fd) {
+            e->fds[i] = e->fds[--e->nfds];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void wake(rl_engine *e)
+{
+    uint64_t one = 1;
+    if (e->wake_fd >= 0) {
+        ssize_t n = write(e->wake_fd, &one, sizeof one);
+        (void)n; /* EAGAIN: the counter is already non-zero, the engine wakes anyway */
+    }
+}
+
+void rl_engine_emit(rl_engine *e, uint64_t id, int kind, int64_t token, const char *text, size_t len)
+{
+    rl_event *ev = calloc(1, sizeof *ev);
+    if (!ev)
+        return;
+    ev->lease_id = id;
+    ev->kind = kind;
+    ev->token = token;
+    if (text) {
+        ev->text = malloc(len + 1);
+        if (!ev->text) {
+            free(ev);
+            return;
+        }
+        memcpy(ev->text, text, len);
+        ev->text[len] = 0;
+        ev->textlen = len;
+    }
+    pthread_mutex_lock(&e->ev_mu);
+    if (e->ev_len >= RL_EVENTS_MAX) {
+        e->ev_dropped++;
+        pthread_mutex_unlock(&e->ev_mu);
+        free(ev->text);
+        free(ev);
+        return;
+    }
+    if (e->ev_tail)
+        e->ev_tail->next = ev;
+    else
+        e->ev_head = ev;
+    e->ev_tail = ev;
+    e->ev_len++;
+    pthread_cond_signal(&e->ev_cv);
+    pthread_mutex_unlock(&e->ev_mu);
+    uint64_t one = 1;
+    if (write(e->ev_fd, &one, sizeof one) < 0) {
+        /* full counter: readers are woken already */
+    }
+}
+
+static void deadline_ts(struct timespec *ts, int64_t max_us)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += max_us / 1000000;
+    ts->tv_nsec += (max_us % 1000000) * 1000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+void rl_engine_timedwait(rl_engine *e, int64_t max_us)
+{
+    struct timespec ts;
+    if (max_us <= 0)
+        return;
+    deadline_ts(&ts, max_us);
+    pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+}
+
+int rl_engine_next_event(rl_event *out, int64_t max_us)
+{
+    rl_engine *e = rl_engine_current();
+    if (!e)
+        return -1;
+    struct timespec ts;
+    deadline_ts(&ts, max_us);
+    pthread_mutex_lock(&e->ev_mu);
+    while (!e->ev_head) {
+        if (pthread_cond_timedwait(&e->ev_cv, &e->ev_mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    rl_event *ev = e->ev_head;
+    if (ev) {
+        e->ev_head = ev->next;
+        if (!e->ev_head)
+            e->ev_tail = NULL;
+        e->ev_len--;
+    }
+    pthread_mutex_unlock(&e->ev_mu);
+    if (!ev)
+        return 0;
+    *out = *ev;
+    out->next = NULL;
+    free(ev);
+    return 1;
+}
+
+int rl_engine_event_fd(void)
+{
+    rl_engine *e = rl_engine_current();
+    return e ? e->ev_fd : -1;
+}
+
+/* ---- commands ---- */
+
+int rl_engine_post(rl_engine *e, int op, rl_lease *l, rl_error *err)
+{
+    rl_cmd *c = malloc(sizeof *c);
+    if (!c)
+        return rl_seterr(err, RL_ENOMEM, "out of memory");
+    c->next = NULL;
+    c->op = op;
+    c->lease = l;
+    if (l)
+        atomic_fetch_add(&l->refs, 1);
+    pthread_mutex_lock(&e->mu);
+    if (e->quit || (e->shutdown && op == RL_CMD_START)) {
+        pthread_mutex_unlock(&e->mu);
+        if (l)
+            atomic_fetch_sub(&l->refs, 1);   /* never the last: the caller holds one */
+        free(c);
+        return rl_seterr(err, RL_ESTATE, "the redlease engine has shut down (interpreter exit or fork)");
+    }
+    if (e->cmd_tail)
+        e->cmd_tail->next = c;
+    else
+        e->cmd_head = c;
+    e->cmd_tail = c;
+    pthread_mutex_unlock(&e->mu);
+    wake(e);
+    return 0;
+}
+
+void rl_lease_decref(rl_lease *l);   /* rl_api.c */
+
+static void activate(rl_engine *e, rl_lease *l)
+{
+    if (l->act_prev || e->active == l)
+        return;
+    atomic_fetch_add(&l->refs, 1);     /* the engine's reference while active */
+    l->act_prev = NULL;
+    l->act_next = e->active;
+    if (e->active)
+        e->active->act_prev = l;
+    e->active = l;
+    e->nactive++;
+    atomic_fetch_add(&e->st_leases, 1);
+}
+
+void rl_engine_deactivate(rl_engine *e, rl_lease *l)
+{
+    if (!l->act_prev && e->active != l)
+        return;
+    if (l->act_prev)
+        l->act_prev->act_next = l->act_next;
+    else
+        e->active = l->act_next;
+    if (l->act_next)
+        l->act_next->act_prev = l->act_prev;
+    l->act_next = l->act_prev = NULL;
+    e->nactive--;
+    atomic_fetch_sub(&e->st_leases, 1);
+    rl_lease_decref(l);
+}
+
+static void run_commands(rl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    rl_cmd *c = e->cmd_head;
+    e->cmd_head = e->cmd_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    while (c) {
+        rl_cmd *next = c->next;
+        rl_lease *l = c->lease;
+        switch (c->op) {
+        case RL_CMD_START:
+            if (!e->draining) {
+                activate(e, l);
+                rl_campaign_start(e, l);
+            }
+            break;
+        case RL_CMD_STOP:
+            rl_campaign_stop(l);
+            break;
+        case RL_CMD_RESIGN:
+            rl_campaign_resign(l);
+            break;
+        case RL_CMD_SHUTDOWN:
+            e->draining = 1;
+            for (rl_lease *a = e->active, *an; a; a = an) {
+                an = a->act_next;
+                rl_campaign_stop(a);
+            }
+            break;
+        }
+        if (l)
+            rl_lease_decref(l);
+        free(c);
+        c = next;
+    }
+}
+
+static void run_timers(rl_engine *e, int64_t now)
+{
+    rl_timer *t;
+    while ((t = rl_heap_peek(&e->timers)) && t->when <= now) {
+        rl_heap_cancel(&e->timers, t);
+        t->fn(t, now);
+    }
+}
+
+static void *engine_main(void *arg)
+{
+    rl_engine *e = arg;
+    struct pollfd *pfd = NULL;
+    rl_conn **pconn = NULL;
+    size_t cap = 0;
+    int64_t drain_until = 0;
+
+    for (;;) {
+        run_commands(e);
+        int64_t now = rl_now_us();
+        run_timers(e, now);
+        if (e->draining) {
+            if (!drain_until)
+                drain_until = now + RL_DRAIN_MAX_US;
+            if (e->nactive == 0 || now >= drain_until)
+                break;
+        }
+
+        size_t neps = 0;
+        for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
+            neps++;
+        if (2 * neps + 1 > cap) {
+            size_t ncap = 2 * neps + 16;
+            struct pollfd *np = realloc(pfd, ncap * sizeof *np);
+            if (np)
+                pfd = np;
+            rl_conn **nc = realloc(pconn, ncap * sizeof *nc);
+            if (nc)
+                pconn = nc;
+            if (np && nc)
+                cap = ncap;
+        }
+        size_t n = 0;
+        pfd[n].fd = e->wake_fd;
+        pfd[n].events = POLLIN;
+        pconn[n++] = NULL;
+        for (rl_endpoint *ep = e->endpoints; ep && n + 2 <= cap; ep = ep->next) {
+            rl_conn *cs[2] = {&ep->cmd, &ep->sub};
+            for (int i = 0; i < 2; i++) {
+                if (cs[i]->fd >= 0 && cs[i]->events) {
+                    pfd[n].fd = cs[i]->fd;
+                    pfd[n].events = cs[i]->events;
+                    pconn[n++] = cs[i];
+                }
+            }
+        }
+        int64_t wait_us = 1000000;
+        rl_timer *t = rl_heap_peek(&e->timers);
+        now = rl_now_us();
+        if (t)
+            wait_us = t->when > now ? t->when - now : 0;
+        if (wait_us > 1000000)
+            wait_us = 1000000;
+        if (e->draining && drain_until - now < wait_us)
+            wait_us = drain_until > now ? drain_until - now : 0;
+        struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000};
+        int rc = ppoll(pfd, n, &ts, NULL);
+        if (rc <= 0)
+            continue;
+        if (pfd[0].revents) {
+            uint64_t v;
+            ssize_t r = read(e->wake_fd, &v, sizeof v);
+            (void)r;
+        }
+        for (size_t i = 1; i < n; i++) {
+            /* An earlier handler may have closed this connection, or a new
+             * socket may have taken its place: check it is still the same. */
+            if (pfd[i].revents && pconn[i]->fd == pfd[i].fd)
+                rl_conn_handle(pconn[i], pfd[i].revents);
+        }
+    }
+
+    /* Drained (or out of time): close every endpoint. */
+    while (e->endpoints) {
+        rl_endpoint *ep = e->endpoints;
+        /* Leases still attached keep their memory; they just lose the endpoint. */
+        for (rl_lease *l = ep->leases; l; l = l->ep_next)
+            l->ep = NULL;
+        ep->leases = NULL;
+        rl_endpoint_free(ep);
+    }
+    free(pfd);
+    free(pconn);
+    pthread_mutex_lock(&e->mu);
+    e->quit = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ---- creation and shutdown ---- */
+
+static rl_engine *engine_new(rl_error *err)
+{
+    rl_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        rl_seterr(err, RL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->ev_mu, NULL);
+    pthread_cond_init(&e->cv, &ca);
+    pthread_cond_init(&e->ev_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    e->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->wake_fd < 0 || e->ev_fd < 0) {
+        rl_seterr(err, RL_ESYS, "cannot create eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng || !e->rng)
+        e->rng = (uint64_t)rl_now_us() | 1;
+    /* Signals go to the Python main thread, never to the engine. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&e->thread, NULL, engine_main, e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        rl_seterr(err, RL_ESYS, "cannot start the redlease engine thread: %s", strerror(rc));
+        goto fail;
+    }
+    e->thread_started = 1;
+    return e;
+fail:
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
+    if (e->ev_fd >= 0)
+        close(e->ev_fd);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->ev_mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->ev_cv);
+    free(e);
+    return NULL;
+}
+
+rl_engine *rl_engine_get(rl_error *err)
+{
+    pthread_mutex_lock(&g_mu);
+    if (!g_atfork_installed) {
+        if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) == 0)
+            g_atfork_installed = 1;
+    }
+    if (!g_engine)
+        g_engine = engine_new(err);
+    rl_engine *e = g_engine;
+    pthread_mutex_unlock(&g_mu);
+    return e;
+}
+
+int rl_engine_shutdown(int64_t timeout_us)
+{
+    rl_engine *e = rl_engine_current();
+    if (!e || !e->thread_started)
+        return 0;
+    pthread_mutex_lock(&e->mu);
+    int already = e->shutdown;
+    e->shutdown = 1;
+    pthread_mutex_unlock(&e->mu);
+    if (!already && rl_engine_post(e, RL_CMD_SHUTDOWN, NULL, NULL) < 0)
+        return -1;
+    int64_t until = rl_now_us() + timeout_us;
+    pthread_mutex_lock(&e->mu);
+    while (!e->quit) {
+        int64_t left = until - rl_now_us();
+        if (left <= 0)
+            break;
+        rl_engine_timedwait(e, left);
+    }
+    int done = e->quit;
+    pthread_mutex_unlock(&e->mu);
+    if (done && e->thread_started) {
+        pthread_join(e->thread, NULL);
+        e->thread_started = 0;
+    }
+    return done ? 0 : -1;
+}
+
+void rl_engine_destroy(void)
+{
+    pthread_mutex_lock(&g_mu);
+    rl_engine *e = g_engine;
+    if (!e || e->thread_started) {
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    g_engine = NULL;
+    pthread_mutex_unlock(&g_mu);
+    rl_cmd *c = e->cmd_head;
+    while (c) {
+        rl_cmd *n = c->next;
+        free(c);
+        c = n;
+    }
+    rl_event *ev = e->ev_head;
+    while (ev) {
+        rl_event *n = ev->next;
+        free(ev->text);
+        free(ev);
+        ev = n;
+    }
+    rl_heap_free(&e->timers);
+    close(e->wake_fd);
+    close(e->ev_fd);
+    pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->ev_mu);
+    pthread_cond_destroy(&e->cv);
+    pthread_cond_destroy(&e->ev_cv);
+    free(e);
+}

@@ -1,0 +1,39 @@
+/* The engine: one thread per process that runs every lease.  API threads
+ * talk to it through a command queue (woken by an eventfd); it talks back
+ * through published lease fields, a condition variable and an event queue. */
+#ifndef RL_ENGINE_H
+#define RL_ENGINE_H
+
+#include "rl_error.h"
+#include "rl_types.h"
+
+rl_engine *rl_engine_get(rl_error *err);     /* the process's engine, started if needed */
+rl_engine *rl_engine_current(void);          /* NULL if none */
+unsigned rl_fork_generation(void);
+
+int rl_engine_post(rl_engine *eng, int op, rl_lease *l, rl_error *err);
+
+/* Engine thread only. */
+void rl_engine_deactivate(rl_engine *eng, rl_lease *l);
+void rl_engine_emit(rl_engine *eng, uint64_t lease_id, int kind, int64_t token,
+                    const char *text, size_t len);
+uint64_t rl_engine_rand(rl_engine *eng);
+int64_t rl_engine_jitter(rl_engine *eng, int64_t d);   /* d .. d*1.25 */
+void rl_engine_track_fd(rl_engine *eng, int fd);
+void rl_engine_forget_fd(rl_engine *eng, int fd);
+
+/* Stop every lease (releasing held keys), then the thread; waits up to
+ * timeout_us.  Returns 0 when the thread has ended. */
+int rl_engine_shutdown(int64_t timeout_us);
+/* Free an engine whose thread has ended (tests, leak checkers). */
+void rl_engine_destroy(void);
+
+/* Events for the binding: 1 and *ev filled (caller frees ev->text with
+ * free()), 0 on timeout, -1 if there is no engine. */
+int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);
+int rl_engine_event_fd(void);                 /* eventfd readable when events wait */
+
+/* Condition waits for API threads: wait on eng->cv for at most max_us. */
+void rl_engine_timedwait(rl_engine *eng, int64_t max_us);   /* eng->mu held */
+
+#endif

@@ -1,0 +1,193 @@
+/* The engine's data structures.  Fields are grouped by who may touch them:
+ * "engine" fields belong to the engine thread alone; "published" fields are
+ * written by the engine thread and read by API threads, either as atomics or
+ * under rl_engine.mu. */
+#ifndef RL_TYPES_H
+#define RL_TYPES_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rl_heap.h"
+#include "rl_map.h"
+#include "rl_scripts.h"
+#include "rl_url.h"
+
+struct redisAsyncContext;
+typedef struct rl_engine rl_engine;
+typedef struct rl_endpoint rl_endpoint;
+typedef struct rl_keyent rl_keyent;
+typedef struct rl_lease rl_lease;
+
+/* ---- connections ---- */
+enum { RL_C_DOWN, RL_C_CONNECTING, RL_C_HANDSHAKE, RL_C_READY };
+
+typedef struct rl_conn {
+    rl_endpoint *ep;
+    int is_sub;                    /* subscriber connection */
+    struct redisAsyncContext *ac;  /* NULL while down */
+    int fd;                        /* -1 when no socket is attached */
+    short events;                  /* POLLIN / POLLOUT wanted by hiredis */
+    int state;
+    int hs_pending;                /* handshake replies still expected, -1 failed */
+    int hs_index;                  /* which handshake reply comes next */
+    const char *hs_what[8];        /* name of each handshake command */
+    int hs_script[8];              /* script id of each SCRIPT LOAD */
+    unsigned failures;             /* consecutive failed attempts (backoff) */
+    rl_timer timer;                /* reconnect, connect timeout, stall check */
+    long pending;                  /* commands sent, replies not yet seen */
+    int64_t progress_us;           /* last reply, or send when pending was 0 */
+} rl_conn;
+
+/* ---- one Redis server as seen by this process ---- */
+struct rl_endpoint {
+    rl_endpoint *next;
+    rl_engine *eng;
+    rl_url url;
+    char addr[64];                 /* resolved numeric address (TCP) */
+    char display[256];             /* URL with the password masked */
+    int64_t connect_timeout_us, command_timeout_us;
+    rl_conn cmd, sub;
+    char sha[RL_SCRIPT_COUNT][48];
+    rl_map keys;                   /* channel -> rl_keyent */
+    rl_lease *leases;              /* attached leases (ep_next list) */
+    size_t nleases;
+    int freeing;
+    rl_timer sweep;                /* drops idle subscriptions and itself */
+    int idle_marks;
+    /* published under eng->mu */
+    int fatal_kind;                /* rl_errkind of a handshake failure, 0 if none */
+    char fatal_msg[640];
+};
+
+/* ---- the leases of one key on one endpoint ---- */
+enum { RL_SUB_NONE, RL_SUB_ON, RL_SUB_LEAVING };
+
+struct rl_keyent {
+    rl_endpoint *ep;
+    char *channel;
+    size_t chlen;
+    rl_lease *leases;              /* k_next list */
+    size_t nleases;
+    int sub;                       /* RL_SUB_* */
+    int resub;                     /* subscribe again once LEAVING ends */
+    int idle_marks;
+};
+
+/* ---- a lease (one node or lock) ---- */
+enum { RL_L_IDLE, RL_L_CAMPAIGN, RL_L_LEADING, RL_L_STOPPING };        /* engine */
+enum { RL_P_IDLE, RL_P_RUNNING, RL_P_STOPPING, RL_P_STOPPED };          /* published */
+enum { RL_REQ_NONE, RL_REQ_ACQ, RL_REQ_RENEW };
+enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1 };
+
+struct rl_lease {
+    atomic_int refs;
+    uint64_t id;
+    unsigned fork_gen;
+    int mode;
+    int auto_renew;
+
+    /* configuration, immutable after rl_lease_new */
+    rl_url url;
+    char addr[64];
+    char *key;       size_t keylen;
+    char *tkey;      size_t tkeylen;    /* fencing counter, same slot */
+    char *channel;   size_t chlen;      /* release notifications */
+    char *node_id;   size_t idlen;
+    int64_t ttl_us, renew_us, retry_us, conn_to_us, cmd_to_us, drift_us;
+    char ttl_ms[24];
+
+    /* published: atomics (read without a lock) */
+    _Atomic int64_t deadline;          /* local deadline, 0 when not leading */
+    _Atomic int64_t token;
+    atomic_uint seq;                   /* odd while deadline/token change */
+    rl_engine *_Atomic eng;
+
+    /* published under eng->mu */
+    int pub_phase;
+    int lock_done;                     /* lock mode: campaign ended */
+    char *leader;  size_t leaderlen;   /* NULL: none seen */
+    char *last_error;
+    int fatal_kind;                    /* latest attempt ended in a permanent error */
+    char fatal_msg[640];
+    uint64_t st_acquired, st_renewals, st_renew_fail, st_losses;
+    int64_t st_last_rtt_us;
+
+    /* engine thread only */
+    rl_lease *act_next, *act_prev;
+    rl_lease *ep_next, *ep_prev;
+    rl_lease *k_next, *k_prev;
+    rl_endpoint *ep;
+    rl_keyent *kent;
+    int phase;
+    int busy;                          /* RL_REQ_* in flight */
+    int rel_pending;                   /* releases in flight */
+    int held;                          /* Redis may hold our value */
+    int want_stop;
+    int want_restart;                  /* start() came while stopping */
+    int rel_seen;                      /* a release was announced while busy */
+    int64_t t_send;                    /* when the busy request was sent */
+    int64_t resign_until;
+    unsigned err_streak;
+    rl_timer act_timer;                /* next acquire / renew */
+    rl_timer dl_timer;                 /* local deadline */
+    int64_t lead_deadline;
+};
+
+/* ---- events for the Python side ---- */
+enum { RL_EV_ELECTED = 1, RL_EV_REVOKED, RL_EV_LEADER, RL_EV_ERROR, RL_EV_RECOVERED };
+
+typedef struct rl_event {
+    struct rl_event *next;
+    uint64_t lease_id;
+    int kind;
+    int64_t token;
+    char *text;      /* NULL or malloc'd, NUL-terminated */
+    size_t textlen;
+} rl_event;
+
+/* ---- commands from API threads ---- */
+enum { RL_CMD_START = 1, RL_CMD_STOP, RL_CMD_RESIGN, RL_CMD_SHUTDOWN };
+
+typedef struct rl_cmd {
+    struct rl_cmd *next;
+    int op;
+    rl_lease *lease;  /* holds a reference */
+} rl_cmd;
+
+#define RL_MAX_FDS 4096
+
+struct rl_engine {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* broadcast when anything published changes */
+    int wake_fd;                  /* eventfd: wakes the engine thread */
+    pthread_t thread;
+    int thread_started;
+    int quit;                     /* under mu */
+    int shutdown;                 /* under mu: no more starts */
+    rl_cmd *cmd_head, *cmd_tail;  /* under mu */
+    int fds[RL_MAX_FDS];          /* sockets open, under mu: closed in a fork child */
+    int nfds;
+
+    /* events (their own lock, so the dispatcher never waits for mu) */
+    pthread_mutex_t ev_mu;
+    pthread_cond_t ev_cv;
+    rl_event *ev_head, *ev_tail;
+    size_t ev_len, ev_dropped;
+    int ev_fd;                    /* eventfd signalled on each event (asyncio) */
+
+    /* engine thread only */
+    rl_heap timers;
+    rl_endpoint *endpoints;       /* list changes under mu (fork handler reads it) */
+    rl_lease *active;
+    size_t nactive;
+    int draining;                 /* shutdown: stop everything, then quit */
+    uint64_t rng;
+
+    /* statistics */
+    atomic_ullong st_commands, st_reconnects, st_connections, st_leases;
+};
+
+#endif

@@ -1,0 +1,45 @@
+/* rl_url.h - parse Redis connection URLs the way redis-py's from_url reads them.
+ *
+ * Accepted forms:
+ *   redis://[[user]:password@]host[:port][/db][?query]
+ *   rediss://...                      (same as redis://, tls = 1)
+ *   unix://[[user]:password@]/path/to/sock[?query]
+ *   unix:/path/to/sock[?query]
+ * where query is '&'-separated name=value pairs among db, password, username.
+ * A db given in the query overrides a db given in the path; a password or
+ * username given both in the userinfo and in the query is rejected.
+ */
+#ifndef RL_URL_H
+#define RL_URL_H
+
+#include <stddef.h>
+
+enum { RL_URL_TCP = 1, RL_URL_UNIX = 2 };
+
+typedef struct rl_url {
+    int kind;        /* RL_URL_TCP or RL_URL_UNIX */
+    int tls;         /* 1 for rediss:// */
+    char *host;      /* TCP: host, percent-decoded, IPv6 brackets stripped ("::1"); NULL for unix */
+    int port;        /* TCP: 1..65535, default 6379 */
+    char *path;      /* UNIX: socket path, percent-decoded; NULL for tcp */
+    long db;         /* 0 <= db <= 2147483647, default 0 */
+    char *user;      /* NULL if none (empty user in "redis://:pw@h" is NULL) */
+    char *password;  /* NULL if none */
+} rl_url;
+
+/* Returns 0 and fills *out (all strings malloc'd, owned by out) or -1 and writes a one-line
+   message into err (never containing the password; say what is wrong and how to fix it, e.g.
+   "port 70000 out of range 1..65535 in URL 'redis://h:70000/0'"). On -1, *out holds nothing to free. */
+int rl_url_parse(const char *s, size_t len, rl_url *out, char *err, size_t errlen);
+
+/* Frees strings, zeroes struct; safe on a zeroed struct. */
+void rl_url_free(rl_url *u);
+
+/* Writes a display form with the password replaced by "***" (e.g. "redis://user:***@host:6379/0",
+   "unix:///tmp/r.sock?db=2"); returns number of chars (snprintf-like). */
+int rl_url_format_safe(const rl_url *u, char *buf, size_t buflen);
+
+/* 1 if a and b name the same server connection (kind, tls, host, port, path, db, user, password). */
+int rl_url_same_endpoint(const rl_url *a, const rl_url *b);
+
+#endif /* RL_URL_H */
