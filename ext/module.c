@@ -1,0 +1,311 @@
+/* Module redlease._redlease: state, exceptions, engine-wide functions, and
+ * multi-phase initialisation. */
+#include "binding.h"
+
+#include <math.h>
+
+#include "core/rl_clock.h"
+#include "core/rl_engine.h"
+#include "core/rl_scripts.h"
+#include "core/rl_types.h"
+
+#define WAIT_SLICE_US 50000   /* Ctrl-C is seen within this */
+
+rl_modstate *rl_state_from_type(PyTypeObject *tp)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *m = PyType_GetModuleByDef(tp, &rl_module_def);
+    if (!m)
+        return NULL;
+    return PyModule_GetState(m);
+#else
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        PyObject *m = PyType_GetModule(t);
+        if (m && PyModule_GetDef(m) == &rl_module_def)
+            return PyModule_GetState(m);
+        PyErr_Clear();
+    }
+    PyErr_SetString(PyExc_TypeError, "redlease: module state not found");
+    return NULL;
+#endif
+}
+
+PyObject *rl_raise(rl_modstate *st, const rl_error *err)
+{
+    PyObject *type;
+    switch (err->kind) {
+    case RL_EVALUE: type = PyExc_ValueError; break;
+    case RL_ECONN: type = st->ConnectionError; break;
+    case RL_EAUTH: type = st->AuthenticationError; break;
+    case RL_EREDIS: type = st->RedisError; break;
+    case RL_ENOMEM: return PyErr_NoMemory();
+    case RL_ESYS: type = PyExc_OSError; break;
+    default: type = st->RedleaseError; break;
+    }
+    PyErr_SetString(type, err->msg);
+    return NULL;
+}
+
+int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
+{
+    int64_t until = timeout < 0 ? INT64_MAX : rl_now_us() + (int64_t)(timeout * 1e6);
+    for (;;) {
+        int64_t now = rl_now_us();
+        int64_t slice = until - now;
+        if (slice > WAIT_SLICE_US)
+            slice = WAIT_SLICE_US;
+        if (slice < 0)
+            slice = 0;
+        rl_error err = {0};
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = rl_lease_wait(l, what, slice, &err);
+        Py_END_ALLOW_THREADS
+        if (rc == 1)
+            return 1;
+        if (rc < 0) {
+            rl_raise(st, &err);
+            return -1;
+        }
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+        if (rl_now_us() >= until)
+            return 0;
+    }
+}
+
+/* ---- module functions ---- */
+
+static PyObject *next_event(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!(timeout >= 0) || timeout > 3600)
+        timeout = 0.25;
+    rl_event ev;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = rl_engine_next_event(&ev, (int64_t)(timeout * 1e6));
+    if (rc < 0) {
+        struct timespec ts = {(time_t)timeout, (long)((timeout - (double)(time_t)timeout) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    Py_END_ALLOW_THREADS
+    if (rc <= 0)
+        Py_RETURN_NONE;
+    PyObject *text;
+    if (ev.text)
+        text = PyUnicode_DecodeUTF8(ev.text, (Py_ssize_t)ev.textlen, "surrogateescape");
+    else
+        text = Py_NewRef(Py_None);
+    free(ev.text);
+    if (!text)
+        return NULL;
+    return Py_BuildValue("(KiLN)", (unsigned long long)ev.lease_id, ev.kind, (long long)ev.token, text);
+}
+
+static PyObject *shutdown(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred())
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = rl_engine_shutdown((int64_t)(timeout * 1e6));
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(rc == 0);
+}
+
+static PyObject *engine_stats(PyObject *m, PyObject *unused)
+{
+    (void)m;
+    (void)unused;
+    rl_engine_info info;
+    rl_engine_get_info(&info);
+    return Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:K,s:K}",
+                         "threads", info.running ? 1 : 0,
+                         "commands", (unsigned long long)info.commands,
+                         "reconnects", (unsigned long long)info.reconnects,
+                         "connections", (unsigned long long)info.connections,
+                         "leases", (unsigned long long)info.leases,
+                         "endpoints", (unsigned long long)info.endpoints,
+                         "dropped_events", (unsigned long long)info.dropped_events);
+}
+
+static PyObject *event_fd(PyObject *m, PyObject *unused)
+{
+    (void)m;
+    (void)unused;
+    return PyLong_FromLong(rl_engine_event_fd());
+}
+
+static PyObject *set_async_exc(PyObject *m, PyObject *args)
+{
+    unsigned long tid;
+    PyObject *exc;
+    (void)m;
+    if (!PyArg_ParseTuple(args, "kO:_set_async_exc", &tid, &exc))
+        return NULL;
+    int n = PyThreadState_SetAsyncExc(tid, exc == Py_None ? NULL : exc);
+    return PyLong_FromLong(n);
+}
+
+static PyMethodDef module_methods[] = {
+    {"_next_event", next_event, METH_O,
+     "_next_event(timeout) -> (lease_id, kind, token, text) or None"},
+    {"_shutdown", shutdown, METH_O,
+     "_shutdown(timeout) -> bool: stop every lease (releasing held keys) and the engine thread"},
+    {"engine_stats", engine_stats, METH_NOARGS,
+     "engine_stats() -> dict: threads, commands, reconnects, connections, leases, endpoints"},
+    {"_event_fd", event_fd, METH_NOARGS, "_event_fd() -> int (-1 before the engine starts)"},
+    {"_set_async_exc", set_async_exc, METH_VARARGS,
+     "_set_async_exc(thread_id, exc_type or None) -> int"},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---- exceptions and constants ---- */
+
+static PyObject *new_exc(PyObject *m, const char *name, const char *doc, PyObject *bases)
+{
+    char full[96];
+    snprintf(full, sizeof full, "redlease.%s", name);
+    PyObject *e = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
+    if (!e)
+        return NULL;
+    if (PyModule_AddObjectRef(m, name, e) < 0) {
+        Py_DECREF(e);
+        return NULL;
+    }
+    return e;
+}
+
+static int add_scripts(PyObject *m)
+{
+    PyObject *d = PyDict_New();
+    if (!d)
+        return -1;
+    for (int i = 0; i < RL_SCRIPT_COUNT; i++) {
+        PyObject *s = PyUnicode_FromString(rl_script_text[i]);
+        if (!s || PyDict_SetItemString(d, rl_script_name[i], s) < 0) {
+            Py_XDECREF(s);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(s);
+    }
+    int rc = PyModule_AddObjectRef(m, "SCRIPTS", d);
+    Py_DECREF(d);
+    return rc;
+}
+
+static int module_exec(PyObject *m)
+{
+    rl_modstate *st = PyModule_GetState(m);
+    PyObject *bases = NULL;
+
+    st->RedleaseError = new_exc(m, "RedleaseError", "Base class of redlease's errors.", NULL);
+    if (!st->RedleaseError)
+        return -1;
+    st->LeadershipLost = new_exc(m, "LeadershipLost",
+                                 "Leadership (or a lock's lease) was lost while it was needed.",
+                                 st->RedleaseError);
+    bases = PyTuple_Pack(2, st->RedleaseError, PyExc_ConnectionError);
+    if (!bases)
+        return -1;
+    st->ConnectionError = new_exc(m, "ConnectionError", "Redis cannot be reached.", bases);
+    Py_DECREF(bases);
+    if (!st->LeadershipLost || !st->ConnectionError)
+        return -1;
+    st->AuthenticationError = new_exc(m, "AuthenticationError",
+                                      "Redis refused the user name or password.", st->ConnectionError);
+    st->RedisError = new_exc(m, "RedisError", "Redis answered with an error.", st->RedleaseError);
+    st->LockNotOwnedError = new_exc(m, "LockNotOwnedError",
+                                    "The lock is not held by this object.", st->RedleaseError);
+    if (!st->AuthenticationError || !st->RedisError || !st->LockNotOwnedError)
+        return -1;
+
+    int major, minor, patch;
+    rl_hiredis_version(&major, &minor, &patch);
+    PyObject *v = Py_BuildValue("(iii)", major, minor, patch);
+    if (!v || PyModule_AddObjectRef(m, "hiredis_version", v) < 0) {
+        Py_XDECREF(v);
+        return -1;
+    }
+    Py_DECREF(v);
+    if (PyModule_AddIntConstant(m, "HAS_TLS", rl_has_tls()) < 0 ||
+        PyModule_AddIntConstant(m, "EV_ELECTED", RL_EV_ELECTED) < 0 ||
+        PyModule_AddIntConstant(m, "EV_REVOKED", RL_EV_REVOKED) < 0 ||
+        PyModule_AddIntConstant(m, "EV_LEADER", RL_EV_LEADER) < 0 ||
+        PyModule_AddIntConstant(m, "EV_ERROR", RL_EV_ERROR) < 0 ||
+        PyModule_AddIntConstant(m, "EV_RECOVERED", RL_EV_RECOVERED) < 0 ||
+        PyModule_AddIntConstant(m, "PHASE_IDLE", RL_P_IDLE) < 0 ||
+        PyModule_AddIntConstant(m, "PHASE_RUNNING", RL_P_RUNNING) < 0 ||
+        PyModule_AddIntConstant(m, "PHASE_STOPPING", RL_P_STOPPING) < 0 ||
+        PyModule_AddIntConstant(m, "PHASE_STOPPED", RL_P_STOPPED) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_NODE", RL_MODE_NODE) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_LOCK", RL_MODE_LOCK) < 0)
+        return -1;
+    if (add_scripts(m) < 0)
+        return -1;
+    return rl_lease_type_init(m, st);
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    rl_modstate *st = PyModule_GetState(m);
+    Py_VISIT(st->LeaseBase_type);
+    Py_VISIT(st->RedleaseError);
+    Py_VISIT(st->LeadershipLost);
+    Py_VISIT(st->ConnectionError);
+    Py_VISIT(st->AuthenticationError);
+    Py_VISIT(st->RedisError);
+    Py_VISIT(st->LockNotOwnedError);
+    return 0;
+}
+
+static int module_clear(PyObject *m)
+{
+    rl_modstate *st = PyModule_GetState(m);
+    Py_CLEAR(st->LeaseBase_type);
+    Py_CLEAR(st->RedleaseError);
+    Py_CLEAR(st->LeadershipLost);
+    Py_CLEAR(st->ConnectionError);
+    Py_CLEAR(st->AuthenticationError);
+    Py_CLEAR(st->RedisError);
+    Py_CLEAR(st->LockNotOwnedError);
+    return 0;
+}
+
+static void module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+PyModuleDef rl_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "redlease._redlease",
+    .m_doc = "C core of redlease: one engine thread keeps every lease on Redis.",
+    .m_size = sizeof(rl_modstate),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__redlease(void)
+{
+    return PyModuleDef_Init(&rl_module_def);
+}

@@ -1,0 +1,33 @@
+"""redlease: leader election and distributed locks on Redis.
+
+One C engine thread per process keeps every lease (hiredis, poll loop) and
+never takes the GIL; ``node.is_leader`` is a memory read.
+"""
+from . import _redlease
+from ._redlease import (
+    AuthenticationError,
+    ConnectionError,
+    LeadershipLost,
+    LockNotOwnedError,
+    RedisError,
+    RedleaseError,
+    engine_stats,
+    hiredis_version,
+)
+from ._node import DistributionNode, Lease
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DistributionNode",
+    "Lease",
+    "RedleaseError",
+    "LeadershipLost",
+    "ConnectionError",
+    "AuthenticationError",
+    "RedisError",
+    "LockNotOwnedError",
+    "engine_stats",
+    "hiredis_version",
+    "__version__",
+]

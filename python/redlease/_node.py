@@ -1,0 +1,217 @@
+"""DistributionNode: leader election on one Redis key."""
+import logging
+import threading
+
+from . import _dispatch
+from . import _redlease as _c
+from ._redlease import LeadershipLost
+
+log = logging.getLogger("redlease")
+
+_PHASE_NAMES = {
+    _c.PHASE_IDLE: "stopped",
+    _c.PHASE_RUNNING: "running",
+    _c.PHASE_STOPPING: "stopping",
+    _c.PHASE_STOPPED: "stopped",
+}
+
+
+class Lease:
+    """The leadership of one term, as yielded by ``node.leadership()``."""
+
+    __slots__ = ("_owner", "token")
+
+    def __init__(self, owner, token):
+        self._owner = owner
+        self.token = token
+
+    @property
+    def valid(self):
+        """True while the owner still leads in this same term (no I/O)."""
+        return self._owner.token == self.token
+
+    def check(self):
+        """Raise LeadershipLost unless the lease is still valid."""
+        if self._owner.token != self.token:
+            raise LeadershipLost(
+                "leadership of %r (token %d) was lost" % (self._owner.key, self.token))
+
+    def __repr__(self):
+        return "<redlease.Lease token=%d valid=%s>" % (self.token, self.valid)
+
+
+class _Block:
+    """A running ``with node.leadership(interrupt=True)`` block."""
+
+    __slots__ = ("thread_id", "token", "sent")
+
+    def __init__(self, thread_id, token):
+        self.thread_id = thread_id
+        self.token = token
+        self.sent = False
+
+
+class _Leadership:
+    """Context manager returned by DistributionNode.leadership()."""
+
+    def __init__(self, node, timeout, interrupt):
+        self._node = node
+        self._timeout = timeout
+        self._interrupt = interrupt
+        self._started_here = False
+        self._block = None
+
+    def __enter__(self):
+        node = self._node
+        if node._phase != _c.PHASE_RUNNING:
+            node.start()
+            self._started_here = True
+        try:
+            lease = self._wait()
+        except BaseException:
+            if self._started_here:
+                node.stop()
+            raise
+        if self._interrupt:
+            blk = _Block(threading.get_ident(), lease.token)
+            with node._block_lock:
+                node._blocks.append(blk)
+            self._block = blk
+            if not lease.valid:        # lost before the block was registered
+                self._end_block()
+                self._cleanup()
+                raise LeadershipLost("leadership of %r was lost on entry" % (node.key,))
+        return lease
+
+    def _wait(self):
+        node = self._node
+        timeout = self._timeout
+        while True:
+            if not node.wait_for_leadership(timeout):
+                raise TimeoutError("not elected leader of %r within %s s" % (node.key, timeout))
+            token = node.token
+            if token is not None:
+                return Lease(node, token)
+
+    def _end_block(self):
+        blk = self._block
+        if blk is None:
+            return
+        node = self._node
+        with node._block_lock:
+            if blk in node._blocks:
+                node._blocks.remove(blk)
+            if blk.sent:
+                # Drop an interrupt that was sent but not yet raised.
+                _c._set_async_exc(blk.thread_id, None)
+        self._block = None
+
+    def _cleanup(self):
+        node = self._node
+        if self._started_here:
+            node.stop()
+        elif node.is_leader:
+            node.resign()
+
+    def __exit__(self, exc_type, exc, tb):
+        self._end_block()
+        self._cleanup()
+        return False
+
+
+class DistributionNode(_c.LeaseBase):
+    """Campaigns for a Redis key and holds it as a renewable lease.
+
+    ``is_leader`` is a memory read: it is True only while the lease's local
+    deadline (send time of the last successful acquire/renew + ttl - drift)
+    has not passed, so a node that cannot renew steps down on its own.
+    """
+
+    def __init__(self, url, key, *, node_id=None, ttl=10.0, renew_interval=None,
+                 retry_interval=None, connect_timeout=1.0, command_timeout=1.0,
+                 on_elected=None, on_revoked=None, on_leader_change=None):
+        for name, cb in (("on_elected", on_elected), ("on_revoked", on_revoked),
+                         ("on_leader_change", on_leader_change)):
+            if cb is not None and not callable(cb):
+                raise TypeError("%s must be callable or None, not %s" % (name, type(cb).__name__))
+        super().__init__(url, key, node_id=node_id, ttl=ttl, renew_interval=renew_interval,
+                         retry_interval=retry_interval, connect_timeout=connect_timeout,
+                         command_timeout=command_timeout)
+        self.on_elected = on_elected
+        self.on_revoked = on_revoked
+        self.on_leader_change = on_leader_change
+        self._block_lock = threading.Lock()
+        self._blocks = []
+
+    def start(self):
+        """Begin campaigning in the background; returns at once."""
+        _dispatch.register(self)
+        super().start()
+
+    def leadership(self, timeout=None, *, interrupt=True):
+        """Context manager: lead for the duration of a ``with`` block.
+
+        Starts the node if needed, waits until it leads (TimeoutError after
+        ``timeout`` seconds) and yields a Lease.  With ``interrupt=True``, a
+        loss of leadership raises LeadershipLost in the thread that entered
+        the block; otherwise the block only sees ``lease.valid`` go False.
+        On exit the node resigns, and stops if this block started it.
+        """
+        return _Leadership(self, timeout, interrupt)
+
+    def stats(self):
+        """Counters of this node's lease: acquisitions, renewals, ..."""
+        info = self._info()
+        info.pop("phase", None)
+        return info
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        return False
+
+    def __repr__(self):
+        try:
+            phase = self._phase
+        except Exception:
+            return "<%s (not initialised)>" % type(self).__name__
+        state = "leader" if self.is_leader else (
+            "follower" if phase == _c.PHASE_RUNNING else _PHASE_NAMES.get(phase, "?"))
+        return "<%s key=%r node_id=%r state=%s url=%r>" % (
+            type(self).__name__, self.key, self.node_id, state, self.url)
+
+    # ---- events from the dispatcher thread ----
+
+    def _on_event(self, kind, token, text):
+        if kind == _c.EV_ELECTED:
+            log.info("elected: key=%r node=%s token=%d", self.key, self.node_id, token)
+            self._call(self.on_elected, token)
+        elif kind == _c.EV_REVOKED:
+            log.info("leadership ended: key=%r node=%s token=%d reason=%s",
+                     self.key, self.node_id, token, text)
+            self._interrupt_blocks(token)
+            self._call(self.on_revoked, text)
+        elif kind == _c.EV_LEADER:
+            self._call(self.on_leader_change, text)
+        elif kind == _c.EV_ERROR:
+            log.warning("key=%r node=%s: %s", self.key, self.node_id, text)
+        elif kind == _c.EV_RECOVERED:
+            log.info("key=%r node=%s: recovered", self.key, self.node_id)
+
+    def _interrupt_blocks(self, token):
+        with self._block_lock:
+            for blk in self._blocks:
+                if blk.token == token and not blk.sent:
+                    blk.sent = True
+                    _c._set_async_exc(blk.thread_id, LeadershipLost)
+
+    def _call(self, cb, arg):
+        if cb is None:
+            return
+        try:
+            cb(arg)
+        except Exception:
+            log.exception("callback %r of key=%r node=%s raised", cb, self.key, self.node_id)

@@ -1,0 +1,36 @@
+"""Build of redlease: a C extension over the system hiredis (found with pkg-config)."""
+import glob
+import os
+import shlex
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+
+
+def pkg_config(*args):
+    try:
+        out = subprocess.run(["pkg-config", *args, "hiredis"], check=True,
+                             capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        sys.exit("redlease: pkg-config is missing; on Debian: apt-get install pkg-config libhiredis-dev")
+    except subprocess.CalledProcessError:
+        sys.exit("redlease: hiredis not found by pkg-config; on Debian: apt-get install libhiredis-dev")
+    return shlex.split(out)
+
+
+cflags = pkg_config("--cflags")
+libs = pkg_config("--libs")
+# Development builds (REDLEASE_DEV=1, set by scripts/ and CI) turn warnings into errors.
+warn = ["-Wall", "-Wextra"] + (["-Werror"] if os.environ.get("REDLEASE_DEV") == "1" else [])
+
+ext = Extension(
+    "redlease._redlease",
+    sources=sorted(glob.glob("ext/*.c")) + sorted(glob.glob("ext/core/*.c")),
+    depends=sorted(glob.glob("ext/*.h")) + sorted(glob.glob("ext/core/*.h")),
+    include_dirs=["ext"],
+    extra_compile_args=["-std=c11", "-D_GNU_SOURCE", "-fvisibility=hidden", *warn, *cflags],
+    extra_link_args=libs + ["-lpthread", "-lm"],
+)
+
+setup(ext_modules=[ext])
