@@ -237,7 +237,14 @@ static PyObject *Lease_resign(LeaseObject *self, PyObject *unused)
     (void)unused;
     if (ready(self) < 0)
         return NULL;
+    if (!rl_lease_is_leader(self->lease))
+        Py_RETURN_NONE;
+    rl_modstate *st = state_of((PyObject *)self);
+    if (!st)
+        return NULL;
     rl_lease_resign(self->lease);
+    if (rl_wait(st, self->lease, RL_WAIT_RELEASED, -1) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -32,9 +32,9 @@ void rl_lease_decref(rl_lease *l);
 
 int rl_lease_start(rl_lease *l, rl_error *err);   /* asynchronous */
 int rl_lease_stop(rl_lease *l);                   /* asynchronous, idempotent */
-int rl_lease_resign(rl_lease *l);                 /* asynchronous */
+int rl_lease_resign(rl_lease *l);                 /* asynchronous; wait RL_WAIT_RELEASED */
 
-enum { RL_WAIT_LEADER = 1, RL_WAIT_STOPPED, RL_WAIT_LOCK };
+enum { RL_WAIT_LEADER = 1, RL_WAIT_STOPPED, RL_WAIT_LOCK, RL_WAIT_RELEASED };
 /* Waits at most max_us: 1 done, 0 not yet, -1 error in *err (a permanent
  * failure of the latest attempt, or the lease is not running). */
 int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err);

@@ -260,7 +260,9 @@ int rl_lease_start(rl_lease *l, rl_error *err)
         e = rl_engine_get(err);
         if (!e)
             return -1;
-        atomic_store(&l->eng, e);
+        rl_engine *none = NULL;
+        if (!atomic_compare_exchange_strong(&l->eng, &none, e))
+            e = none;
     }
     pthread_mutex_lock(&e->mu);
     if (l->pub_phase != RL_P_RUNNING)
@@ -294,15 +296,23 @@ int rl_lease_resign(rl_lease *l)
     return rl_engine_post(e, RL_CMD_RESIGN, l, NULL);
 }
 
+/* Waiting for leadership is like threading.Event.wait: a lease that is not
+ * started (yet) is simply not leading, and the wait goes on until it leads,
+ * the time is up, or the latest attempt failed in a way retrying won't fix. */
 int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
 {
-    rl_engine *e = atomic_load(&l->eng);
     if (check_fresh(l, err) < 0)
         return -1;
+    rl_engine *e = atomic_load(&l->eng);
     if (!e) {
-        if (what == RL_WAIT_STOPPED)
+        if (what == RL_WAIT_STOPPED || what == RL_WAIT_RELEASED)
             return 1;
-        return rl_seterr(err, RL_ESTATE, "not started: call start() first (or use leadership())");
+        e = rl_engine_get(err);
+        if (!e)
+            return -1;
+        rl_engine *none = NULL;
+        if (!atomic_compare_exchange_strong(&l->eng, &none, e))
+            e = none;
     }
     int64_t until = rl_now_us() + max_us;
     int rc = 0;
@@ -313,18 +323,22 @@ int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
                 rc = 1;
                 break;
             }
+        } else if (what == RL_WAIT_RELEASED) {
+            if ((!rl_lease_is_leader(l) && l->pub_releasing == 0) || e->quit) {
+                rc = 1;
+                break;
+            }
         } else {
             if (rl_lease_is_leader(l)) {
                 rc = 1;
                 break;
             }
-            if (l->fatal_kind) {
+            if (l->fatal_kind && l->pub_phase == RL_P_RUNNING) {
                 rc = rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg);
                 break;
             }
-            if (l->pub_phase != RL_P_RUNNING || e->quit) {
-                rc = rl_seterr(err, RL_ESTATE, e->quit ? "the redlease engine has shut down"
-                                                       : "stopped while waiting");
+            if (e->quit) {
+                rc = rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
                 break;
             }
             if (what == RL_WAIT_LOCK && l->lock_done) {

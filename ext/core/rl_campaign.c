@@ -141,7 +141,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
         l->lock_done = 1;
     pthread_cond_broadcast(&eng->cv);
     pthread_mutex_unlock(&eng->mu);
-    emit(l, RL_EV_REVOKED, 0, reason, strlen(reason));
+    emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
 }
 
 /* After losing the lease: a node campaigns again, a lock waits for its
@@ -159,11 +159,22 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv);
 static void renew_reply(redisAsyncContext *ac, void *r, void *priv);
 static void rel_reply(redisAsyncContext *ac, void *r, void *priv);
 
+static void count_release(rl_lease *l, int delta)
+{
+    rl_engine *eng = eng_of(l);
+    l->rel_pending += delta;
+    pthread_mutex_lock(&eng->mu);
+    l->pub_releasing = l->rel_pending;
+    if (!l->rel_pending)
+        pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+}
+
 static void send_release(rl_lease *l)
 {
     l->held = 0;
     if (l->ep && rl_endpoint_ready(l->ep) && send_script(l, RL_SCRIPT_RELEASE, rel_reply, 0) == 0)
-        l->rel_pending++;
+        count_release(l, 1);
 }
 
 static void on_acquired(rl_lease *l, int64_t token, int64_t now)
@@ -401,7 +412,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
         send_script(l, RL_SCRIPT_RELEASE, rel_reply, 1) == 0)
         return;
-    l->rel_pending--;
+    count_release(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
         note_error(l, 0, msg);

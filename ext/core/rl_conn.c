@@ -177,7 +177,12 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     c->state = RL_C_HANDSHAKE;
-    redisEnableKeepAlive(&ac->c);
+    if (c->ep->url.kind == RL_URL_TCP && redisEnableKeepAlive(&ac->c) != REDIS_OK) {
+        /* Not fatal: clear the error hiredis recorded and go on without. */
+        ac->c.err = 0;
+        ac->c.errstr[0] = 0;
+        ac->err = 0;
+    }
     rl_endpoint *ep = c->ep;
     c->hs_pending = 0;
     c->hs_index = 0;

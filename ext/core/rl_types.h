@@ -108,6 +108,7 @@ struct rl_lease {
     /* published under eng->mu */
     int pub_phase;
     int lock_done;                     /* lock mode: campaign ended */
+    int pub_releasing;                 /* releases in flight */
     char *leader;  size_t leaderlen;   /* NULL: none seen */
     char *last_error;
     int fatal_kind;                    /* latest attempt ended in a permanent error */
