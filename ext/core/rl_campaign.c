@@ -465,6 +465,14 @@ static void dl_fire(rl_timer *t, int64_t now)
         return;
     snprintf(reason, sizeof reason, "expired: could not renew within the lease (ttl %.3f s)",
              (double)l->ttl_us / 1e6);
+    if (l->busy == RL_REQ_RENEW) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "lease expired locally: no reply to the renew sent %.3f s ago",
+                 (double)(now - l->t_send) / 1e6);
+        note_error(l, 0, msg);
+    } else if (!l->last_error) {   /* only the engine writes it */
+        note_error(l, 0, "lease expired locally: the renewal could not be sent (no connection)");
+    }
     step_down(l, reason, 0);
     after_loss(l, now);
 }
