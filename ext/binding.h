@@ -44,7 +44,8 @@ rl_modstate *rl_state_from_type(PyTypeObject *tp);
 PyObject *rl_raise(rl_modstate *st, const rl_error *err);
 
 /* Waits (GIL released, in slices that let Ctrl-C through) until the lease
- * reaches `what`.  timeout < 0: no limit.  1 done, 0 timed out, -1 raised. */
+ * reaches `what`.  timeout < 0: no limit.  1 done, 0 timed out, -1 raised,
+ * 2 (RL_WAIT_LOCK) a single attempt ended without the lock. */
 int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout);
 
 int rl_lease_type_init(PyObject *module, rl_modstate *st);

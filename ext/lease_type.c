@@ -265,7 +265,10 @@ static PyObject *Lease_wait(LeaseObject *self, PyObject *args, PyObject *kwds)
     return PyBool_FromLong(rc);
 }
 
-static PyObject *Lease_wait_lock(LeaseObject *self, PyObject *arg)
+/* _lock_acquire(timeout): take the lock's key.  timeout None: wait for as
+ * long as it takes; 0: one attempt.  On failure (or an exception) the
+ * campaign is stopped before returning, so a late success is released. */
+static PyObject *Lease_lock_acquire(LeaseObject *self, PyObject *arg)
 {
     double timeout;
     if (timeout_arg(arg, &timeout) < 0 || ready(self) < 0)
@@ -273,10 +276,74 @@ static PyObject *Lease_wait_lock(LeaseObject *self, PyObject *arg)
     rl_modstate *st = state_of((PyObject *)self);
     if (!st)
         return NULL;
-    int rc = rl_wait(st, self->lease, RL_WAIT_LOCK, timeout);
+    int once = timeout == 0.0;
+    rl_error err = {0};
+    if (rl_lease_start_lock(self->lease, once, &err) < 0)
+        return rl_raise(st, &err);
+    int rc = rl_wait(st, self->lease, RL_WAIT_LOCK, once ? -1.0 : timeout);
+    if (rc == 1)
+        Py_RETURN_TRUE;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    rl_lease_stop(self->lease);
+    Py_BEGIN_ALLOW_THREADS
+    /* Bounded by the engine: a release reply or the command timeout. */
+    rl_lease_wait(self->lease, RL_WAIT_STOPPED, 30000000, &err);
+    Py_END_ALLOW_THREADS
+    PyErr_Restore(type, value, tb);
     if (rc < 0)
         return NULL;
-    return PyBool_FromLong(rc);
+    Py_RETURN_FALSE;
+}
+
+/* _query(timeout) -> (holder or None, pttl_ms, last_token or None) */
+static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
+{
+    double timeout;
+    if (timeout_arg(arg, &timeout) < 0 || ready(self) < 0)
+        return NULL;
+    rl_modstate *st = state_of((PyObject *)self);
+    if (!st)
+        return NULL;
+    rl_error err = {0};
+    uint64_t ticket;
+    if (rl_lease_query_post(self->lease, &ticket, &err) < 0)
+        return rl_raise(st, &err);
+    double waited = 0.0;
+    for (;;) {
+        rl_query q;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = rl_lease_query_wait(self->lease, ticket, 50000, &q, &err);
+        Py_END_ALLOW_THREADS
+        if (rc < 0)
+            return rl_raise(st, &err);
+        if (rc == 1) {
+            PyObject *holder = q.holder
+                ? PyUnicode_DecodeUTF8(q.holder, (Py_ssize_t)q.holderlen, "surrogateescape")
+                : Py_NewRef(Py_None);
+            free(q.holder);
+            if (!holder)
+                return NULL;
+            PyObject *tok = q.token >= 0 ? PyLong_FromLongLong(q.token) : Py_NewRef(Py_None);
+            if (!tok) {
+                Py_DECREF(holder);
+                return NULL;
+            }
+            return Py_BuildValue("(NLN)", holder, q.pttl, tok);
+        }
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+        waited += 0.05;
+        if (timeout >= 0 && waited >= timeout) {
+            rl_lease_info info;
+            rl_lease_get_info(self->lease, &info);
+            PyErr_Format(st->ConnectionError, "no answer from Redis within %.3f s%s%s", timeout,
+                         info.last_error ? ": " : "", info.last_error ? info.last_error : "");
+            rl_lease_info_clear(&info);
+            return NULL;
+        }
+    }
 }
 
 static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
@@ -318,7 +385,8 @@ static PyMethodDef Lease_methods[] = {
     {"wait_for_leadership", (PyCFunction)(void (*)(void))Lease_wait, METH_VARARGS | METH_KEYWORDS,
      "wait_for_leadership(timeout=None)\n--\n\nBlock (GIL released) until this object leads; "
      "False on timeout."},
-    {"_wait_lock", (PyCFunction)Lease_wait_lock, METH_O, NULL},
+    {"_lock_acquire", (PyCFunction)Lease_lock_acquire, METH_O, NULL},
+    {"_query", (PyCFunction)Lease_query, METH_O, NULL},
     {"_info", (PyCFunction)Lease_info, METH_NOARGS, NULL},
     {"__reduce__", Lease_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -65,8 +65,8 @@ int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
         Py_BEGIN_ALLOW_THREADS
         rc = rl_lease_wait(l, what, slice, &err);
         Py_END_ALLOW_THREADS
-        if (rc == 1)
-            return 1;
+        if (rc > 0)
+            return rc;     /* 1 done; 2 a lock's single attempt ended without it */
         if (rc < 0) {
             rl_raise(st, &err);
             return -1;

@@ -31,13 +31,27 @@ void rl_lease_incref(rl_lease *l);
 void rl_lease_decref(rl_lease *l);
 
 int rl_lease_start(rl_lease *l, rl_error *err);   /* asynchronous */
+/* Lock mode: campaign until acquired, or (once) make a single attempt. */
+int rl_lease_start_lock(rl_lease *l, int once, rl_error *err);
 int rl_lease_stop(rl_lease *l);                   /* asynchronous, idempotent */
 int rl_lease_resign(rl_lease *l);                 /* asynchronous; wait RL_WAIT_RELEASED */
 
 enum { RL_WAIT_LEADER = 1, RL_WAIT_STOPPED, RL_WAIT_LOCK, RL_WAIT_RELEASED };
 /* Waits at most max_us: 1 done, 0 not yet, -1 error in *err (a permanent
- * failure of the latest attempt, or the lease is not running). */
+ * failure of the latest attempt).  RL_WAIT_LOCK also returns 2 when a
+ * single attempt ended without the lock. */
 int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err);
+
+/* Status of the key in Redis, read by the engine with one round trip.
+ * rl_lease_query_post returns a ticket for rl_lease_query_wait, which
+ * returns 1 with *out filled, 0 if not yet, -1 on error. */
+typedef struct rl_query {
+    char *holder; size_t holderlen;   /* malloc'd, NULL if the key is free */
+    long long pttl;                   /* ms; -2 missing, -1 no expiry */
+    long long token;                  /* last token issued, -1 if none */
+} rl_query;
+int rl_lease_query_post(rl_lease *l, uint64_t *ticket, rl_error *err);
+int rl_lease_query_wait(rl_lease *l, uint64_t ticket, int64_t max_us, rl_query *out, rl_error *err);
 
 /* Lock-free reads. */
 int rl_lease_is_leader(const rl_lease *l);

@@ -116,6 +116,7 @@ static void lease_free(rl_lease *l)
     free(l->node_id);
     free(l->leader);
     free(l->last_error);
+    free(l->q_holder);
     free(l);
 }
 
@@ -251,19 +252,27 @@ static int check_fresh(const rl_lease *l, rl_error *err)
     return 0;
 }
 
-int rl_lease_start(rl_lease *l, rl_error *err)
+static rl_engine *engine_for(rl_lease *l, rl_error *err)
 {
-    if (check_fresh(l, err) < 0)
-        return -1;
     rl_engine *e = atomic_load(&l->eng);
     if (!e) {
         e = rl_engine_get(err);
         if (!e)
-            return -1;
+            return NULL;
         rl_engine *none = NULL;
         if (!atomic_compare_exchange_strong(&l->eng, &none, e))
             e = none;
     }
+    return e;
+}
+
+int rl_lease_start(rl_lease *l, rl_error *err)
+{
+    if (check_fresh(l, err) < 0)
+        return -1;
+    rl_engine *e = engine_for(l, err);
+    if (!e)
+        return -1;
     pthread_mutex_lock(&e->mu);
     if (l->pub_phase != RL_P_RUNNING)
         l->pub_phase = RL_P_RUNNING;   /* visible at once; the engine confirms */
@@ -271,6 +280,64 @@ int rl_lease_start(rl_lease *l, rl_error *err)
     l->lock_done = 0;
     pthread_mutex_unlock(&e->mu);
     return rl_engine_post(e, RL_CMD_START, l, err);
+}
+
+int rl_lease_start_lock(rl_lease *l, int once, rl_error *err)
+{
+    if (l->mode != RL_MODE_LOCK)
+        return rl_seterr(err, RL_ESTATE, "not a lock");
+    l->try_once = once;    /* read by the engine after it takes the START */
+    return rl_lease_start(l, err);
+}
+
+int rl_lease_query_post(rl_lease *l, uint64_t *ticket, rl_error *err)
+{
+    if (check_fresh(l, err) < 0)
+        return -1;
+    rl_engine *e = engine_for(l, err);
+    if (!e)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    *ticket = l->q_seq + 1;
+    pthread_mutex_unlock(&e->mu);
+    return rl_engine_post(e, RL_CMD_QUERY, l, err);
+}
+
+int rl_lease_query_wait(rl_lease *l, uint64_t ticket, int64_t max_us, rl_query *out, rl_error *err)
+{
+    rl_engine *e = atomic_load(&l->eng);
+    int64_t until = rl_now_us() + max_us;
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    if (!e)
+        return rl_seterr(err, RL_ESTATE, "no query was posted");
+    pthread_mutex_lock(&e->mu);
+    for (;;) {
+        if (l->q_seq >= ticket) {
+            if (l->q_errkind) {
+                rc = rl_seterr(err, l->q_errkind, "%s", l->q_err);
+            } else {
+                out->pttl = l->q_pttl;
+                out->token = l->q_token;
+                if (l->q_holder && (out->holder = malloc(l->q_holderlen + 1))) {
+                    memcpy(out->holder, l->q_holder, l->q_holderlen + 1);
+                    out->holderlen = l->q_holderlen;
+                }
+                rc = 1;
+            }
+            break;
+        }
+        if (e->quit) {
+            rc = rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
+            break;
+        }
+        int64_t left = until - rl_now_us();
+        if (left <= 0)
+            break;
+        rl_engine_timedwait(e, left);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }
 
 int rl_lease_stop(rl_lease *l)
@@ -303,17 +370,11 @@ int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
 {
     if (check_fresh(l, err) < 0)
         return -1;
-    rl_engine *e = atomic_load(&l->eng);
-    if (!e) {
-        if (what == RL_WAIT_STOPPED || what == RL_WAIT_RELEASED)
-            return 1;
-        e = rl_engine_get(err);
-        if (!e)
-            return -1;
-        rl_engine *none = NULL;
-        if (!atomic_compare_exchange_strong(&l->eng, &none, e))
-            e = none;
-    }
+    if (!atomic_load(&l->eng) && (what == RL_WAIT_STOPPED || what == RL_WAIT_RELEASED))
+        return 1;
+    rl_engine *e = engine_for(l, err);
+    if (!e)
+        return -1;
     int64_t until = rl_now_us() + max_us;
     int rc = 0;
     pthread_mutex_lock(&e->mu);
@@ -342,7 +403,7 @@ int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
                 break;
             }
             if (what == RL_WAIT_LOCK && l->lock_done) {
-                rc = rl_seterr(err, RL_ESTATE, "the lock's lease was lost");
+                rc = 2;
                 break;
             }
         }

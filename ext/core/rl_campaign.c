@@ -18,6 +18,8 @@ static void act_fire(rl_timer *t, int64_t now);
 static void dl_fire(rl_timer *t, int64_t now);
 static void maybe_finish_stop(rl_lease *l);
 static void ensure_planned(rl_lease *l, int64_t now);
+static void send_query_if_ready(rl_lease *l);
+static void publish_query(rl_lease *l, int errkind, const char *err, const redisReply *r);
 
 static rl_engine *eng_of(const rl_lease *l) { return atomic_load(&l->eng); }
 
@@ -207,12 +209,31 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
         rl_heap_cancel(&eng->timers, &l->act_timer);
 }
 
+/* A lock's single attempt (acquire(blocking=False)) is over without it. */
+static void lock_attempt_over(rl_lease *l, int errkind, const char *msg)
+{
+    rl_engine *eng = eng_of(l);
+    rl_heap_cancel(&eng->timers, &l->act_timer);
+    pthread_mutex_lock(&eng->mu);
+    l->lock_done = 1;
+    if (errkind) {
+        l->fatal_kind = errkind;
+        snprintf(l->fatal_msg, sizeof l->fatal_msg, "%s", msg);
+    }
+    pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+}
+
 static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl, int64_t now)
 {
     clear_error(l);
     set_leader(l, holder, hlen);
     if (l->phase != RL_L_CAMPAIGN)
         return;
+    if (l->try_once) {
+        lock_attempt_over(l, 0, NULL);
+        return;
+    }
     int64_t d;
     if (l->rel_seen || pttl == -2)
         d = 0;
@@ -232,6 +253,10 @@ static void attempt_failed(rl_lease *l, int kind, const char *msg, int64_t now)
     note_error(l, kind, msg);
     if (l->phase != RL_L_CAMPAIGN)
         return;
+    if (l->try_once) {
+        lock_attempt_over(l, kind ? kind : RL_ECONN, msg);
+        return;
+    }
     int64_t d = backoff(l, l->retry_us);
     if (kind && d < l->retry_us)
         d = l->retry_us;
@@ -299,14 +324,17 @@ static int send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
         argv[n] = ep->sha[script];
         lens[n++] = strlen(ep->sha[script]);
     }
-    argv[n] = script == RL_SCRIPT_ACQUIRE ? "2" : "1";
+    int two = script == RL_SCRIPT_ACQUIRE || script == RL_SCRIPT_STATUS;
+    argv[n] = two ? "2" : "1";
     lens[n++] = 1;
     argv[n] = l->key;
     lens[n++] = l->keylen;
-    if (script == RL_SCRIPT_ACQUIRE) {
+    if (two) {
         argv[n] = l->tkey;
         lens[n++] = l->tkeylen;
     }
+    if (script == RL_SCRIPT_STATUS)
+        return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
     argv[n] = l->node_id;
     lens[n++] = l->idlen;
     if (script != RL_SCRIPT_RELEASE) {
@@ -470,11 +498,97 @@ static void dl_fire(rl_timer *t, int64_t now)
         snprintf(msg, sizeof msg, "lease expired locally: no reply to the renew sent %.3f s ago",
                  (double)(now - l->t_send) / 1e6);
         note_error(l, 0, msg);
-    } else if (!l->last_error) {   /* only the engine writes it */
+    } else if (!l->last_error && l->auto_renew) {   /* only the engine writes it */
         note_error(l, 0, "lease expired locally: the renewal could not be sent (no connection)");
     }
     step_down(l, reason, 0);
     after_loss(l, now);
+}
+
+/* ---- status query (lock.locked(), CLI status) ---- */
+
+static void publish_query(rl_lease *l, int errkind, const char *err, const redisReply *r)
+{
+    rl_engine *eng = eng_of(l);
+    pthread_mutex_lock(&eng->mu);
+    free(l->q_holder);
+    l->q_holder = NULL;
+    l->q_holderlen = 0;
+    l->q_pttl = -2;
+    l->q_token = -1;
+    l->q_errkind = errkind;
+    snprintf(l->q_err, sizeof l->q_err, "%s", err ? err : "");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3) {
+        redisReply *h = r->element[0], *p = r->element[1], *t = r->element[2];
+        if (h->type == REDIS_REPLY_STRING && (l->q_holder = malloc(h->len + 1))) {
+            memcpy(l->q_holder, h->str, h->len);
+            l->q_holder[h->len] = 0;
+            l->q_holderlen = h->len;
+        }
+        if (p->type == REDIS_REPLY_INTEGER)
+            l->q_pttl = p->integer;
+        if (t->type == REDIS_REPLY_STRING)
+            l->q_token = strtoll(t->str, NULL, 10);
+    }
+    l->q_seq++;
+    pthread_cond_broadcast(&eng->cv);
+    pthread_mutex_unlock(&eng->mu);
+}
+
+static void query_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
+        send_script(l, RL_SCRIPT_STATUS, query_reply, 1) == 0)
+        return;
+    l->q_inflight = 0;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        reply_error_msg(msg, sizeof msg, "status query failed", reply);
+        publish_query(l, reply ? rl_reply_errkind(reply->str, reply->len) : RL_ECONN, msg, NULL);
+    } else {
+        publish_query(l, 0, NULL, reply);
+    }
+    if (l->q_wanted) {
+        send_query_if_ready(l);
+    } else if (l->q_temp && l->phase == RL_L_IDLE) {
+        l->q_temp = 0;
+        rl_endpoint_detach(l);
+        rl_engine_deactivate(eng_of(l), l);   /* may drop the last reference */
+        return;
+    }
+    maybe_finish_stop(l);
+}
+
+static void send_query_if_ready(rl_lease *l)
+{
+    if (!l->q_wanted || l->q_inflight || !l->ep || !rl_endpoint_ready(l->ep))
+        return;
+    if (send_script(l, RL_SCRIPT_STATUS, query_reply, 0) == 0) {
+        l->q_wanted = 0;
+        l->q_inflight = 1;
+    }
+}
+
+void rl_campaign_query(rl_engine *eng, rl_lease *l)
+{
+    if (!l->ep) {
+        rl_endpoint *ep = rl_endpoint_get(eng, l);
+        if (!ep || rl_endpoint_attach(ep, l) < 0) {
+            publish_query(l, RL_ENOMEM, "out of memory", NULL);
+            rl_engine_deactivate(eng, l);
+            return;
+        }
+        l->q_temp = 1;
+    }
+    l->q_wanted = 1;
+    send_query_if_ready(l);
+    if (!l->q_inflight && l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
+        publish_query(l, l->ep->fatal_kind, l->ep->fatal_msg, NULL);
 }
 
 /* ---- commands ---- */
@@ -487,6 +601,7 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     }
     if (l->phase != RL_L_IDLE)
         return;
+    l->q_temp = 0;     /* a status query's endpoint now serves the campaign */
     if (!l->ep) {
         rl_endpoint *ep = rl_endpoint_get(eng, l);
         if (!ep || rl_endpoint_attach(ep, l) < 0) {
@@ -545,7 +660,7 @@ static void maybe_finish_stop(rl_lease *l)
         return;
     if (l->held)
         send_release(l);
-    if (l->rel_pending)
+    if (l->rel_pending || l->q_inflight)
         return;
     finish_stop(l);
 }
@@ -582,6 +697,7 @@ void rl_campaign_resign(rl_lease *l)
 
 void rl_campaign_conn_ready(rl_lease *l)
 {
+    send_query_if_ready(l);
     if ((l->phase == RL_L_CAMPAIGN || l->phase == RL_L_LEADING) && !l->busy) {
         if (l->phase == RL_L_CAMPAIGN && l->mode == RL_MODE_LOCK && l->lock_done)
             return;
@@ -592,9 +708,13 @@ void rl_campaign_conn_ready(rl_lease *l)
 
 void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
 {
-    if (l->phase == RL_L_IDLE || l->phase == RL_L_STOPPING)
+    if (l->phase == RL_L_STOPPING || (l->phase == RL_L_IDLE && !l->q_wanted))
         return;
     note_error(l, fatal_kind, why);
+    if (l->q_wanted && !l->q_inflight)
+        publish_query(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
+    if (l->phase == RL_L_CAMPAIGN && l->try_once && !l->busy)
+        lock_attempt_over(l, fatal_kind ? fatal_kind : RL_ECONN, why);
 }
 
 void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)

@@ -10,6 +10,7 @@ void rl_campaign_init(rl_lease *l);                 /* timers; any thread, befor
 void rl_campaign_start(rl_engine *eng, rl_lease *l);
 void rl_campaign_stop(rl_lease *l);
 void rl_campaign_resign(rl_lease *l);
+void rl_campaign_query(rl_engine *eng, rl_lease *l);  /* holder, PTTL, last token */
 
 /* From the endpoint. */
 void rl_campaign_conn_ready(rl_lease *l);

@@ -303,6 +303,12 @@ static void run_commands(rl_engine *e)
         case RL_CMD_RESIGN:
             rl_campaign_resign(l);
             break;
+        case RL_CMD_QUERY:
+            if (!e->draining) {
+                activate(e, l);
+                rl_campaign_query(e, l);
+            }
+            break;
         case RL_CMD_SHUTDOWN:
             e->draining = 1;
             for (rl_lease *a = e->active, *an; a; a = an) {

@@ -10,7 +10,9 @@ const char *const rl_script_name[RL_SCRIPT_COUNT] = {
  * after a restart that lost the counter), and tell waiting peers.  On
  * failure return the holder and its PTTL so the caller can retry exactly
  * when the key expires.  Numbers are formatted with %.0f: Lua's tostring
- * would print 1.7e+15. */
+ * would print 1.7e+15.  PUBLISH goes through pcall: a user whose ACL allows
+ * no channels must still get a consistent acquire (an error raised after
+ * the SET would leave the key set without the caller knowing). */
 static const char acquire_lua[] =
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur == false or cur == ARGV[1] then\n"
@@ -21,7 +23,7 @@ static const char acquire_lua[] =
     "  local tok = last + 1\n"
     "  if now > tok then tok = now end\n"
     "  redis.call('SET', KEYS[2], string.format('%.0f', tok))\n"
-    "  redis.call('PUBLISH', ARGV[3], 'A' .. ARGV[1])\n"
+    "  redis.pcall('PUBLISH', ARGV[3], 'A' .. ARGV[1])\n"
     "  return {1, string.format('%.0f', tok)}\n"
     "end\n"
     "return {0, cur, redis.call('PTTL', KEYS[1])}\n";
@@ -39,7 +41,7 @@ static const char renew_lua[] =
 static const char release_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  redis.call('DEL', KEYS[1])\n"
-    "  redis.call('PUBLISH', ARGV[2], 'R' .. ARGV[1])\n"
+    "  redis.pcall('PUBLISH', ARGV[2], 'R' .. ARGV[1])\n"
     "  return 1\n"
     "end\n"
     "return 0\n";

@@ -109,6 +109,14 @@ struct rl_lease {
     int pub_phase;
     int lock_done;                     /* lock mode: campaign ended */
     int pub_releasing;                 /* releases in flight */
+    int try_once;                      /* lock mode: one attempt only (set before START) */
+    /* status query results */
+    uint64_t q_seq;                    /* completed queries */
+    int q_errkind;                     /* 0 or rl_errkind of the last query */
+    char *q_holder; size_t q_holderlen;
+    long long q_pttl;
+    long long q_token;                 /* -1: none issued yet */
+    char q_err[256];
     char *leader;  size_t leaderlen;   /* NULL: none seen */
     char *last_error;
     int fatal_kind;                    /* latest attempt ended in a permanent error */
@@ -135,6 +143,7 @@ struct rl_lease {
     rl_timer act_timer;                /* next acquire / renew */
     rl_timer dl_timer;                 /* local deadline */
     int64_t lead_deadline;
+    int q_wanted, q_inflight, q_temp;  /* status query; q_temp: attached only for it */
 };
 
 /* ---- events for the Python side ---- */
@@ -150,7 +159,7 @@ typedef struct rl_event {
 } rl_event;
 
 /* ---- commands from API threads ---- */
-enum { RL_CMD_START = 1, RL_CMD_STOP, RL_CMD_RESIGN, RL_CMD_SHUTDOWN };
+enum { RL_CMD_START = 1, RL_CMD_STOP, RL_CMD_RESIGN, RL_CMD_SHUTDOWN, RL_CMD_QUERY };
 
 typedef struct rl_cmd {
     struct rl_cmd *next;

@@ -14,12 +14,14 @@ from ._redlease import (
     engine_stats,
     hiredis_version,
 )
+from ._lock import Lock
 from ._node import DistributionNode, Lease
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DistributionNode",
+    "Lock",
     "Lease",
     "RedleaseError",
     "LeadershipLost",
