@@ -296,6 +296,53 @@ static PyObject *Lease_lock_acquire(LeaseObject *self, PyObject *arg)
     Py_RETURN_FALSE;
 }
 
+/* ---- asyncio support: never block, the event loop waits on a waker fd ---- */
+
+/* _poll(what) -> 0 not yet, 1 done, 2 lock attempt over; raises on error */
+static PyObject *Lease_poll(LeaseObject *self, PyObject *arg)
+{
+    int what = (int)PyLong_AsLong(arg);
+    if (what == -1 && PyErr_Occurred())
+        return NULL;
+    if (ready(self) < 0)
+        return NULL;
+    rl_error err = {0};
+    int rc = rl_lease_wait(self->lease, what, 0, &err);
+    if (rc < 0)
+        return rl_raise(state_of((PyObject *)self), &err);
+    return PyLong_FromLong(rc);
+}
+
+static PyObject *Lease_lock_begin(LeaseObject *self, PyObject *arg)
+{
+    int once = PyObject_IsTrue(arg);
+    if (once < 0 || ready(self) < 0)
+        return NULL;
+    rl_error err = {0};
+    if (rl_lease_start_lock(self->lease, once, &err) < 0)
+        return rl_raise(state_of((PyObject *)self), &err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Lease_stop_nowait(LeaseObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (ready(self) < 0)
+        return NULL;
+    rl_lease_stop(self->lease);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Lease_resign_nowait(LeaseObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (ready(self) < 0)
+        return NULL;
+    if (rl_lease_is_leader(self->lease))
+        rl_lease_resign(self->lease);
+    Py_RETURN_NONE;
+}
+
 /* _query(timeout) -> (holder or None, pttl_ms, last_token or None) */
 static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
 {
@@ -353,13 +400,15 @@ static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
         return NULL;
     rl_lease_info info;
     rl_lease_get_info(self->lease, &info);
-    PyObject *r = Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:d}",
+    PyObject *r = Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:d,s:d,s:d}",
                                 "phase", info.phase,
                                 "acquisitions", (unsigned long long)info.acquired,
                                 "renewals", (unsigned long long)info.renewals,
                                 "renew_failures", (unsigned long long)info.renew_failures,
                                 "losses", (unsigned long long)info.losses,
-                                "last_renew_rtt_ms", (double)info.last_rtt_us / 1000.0);
+                                "last_renew_rtt_ms", (double)info.last_rtt_us / 1000.0,
+                                "renew_rtt_p50_ms", (double)info.rtt_p50_us / 1000.0,
+                                "renew_rtt_p99_ms", (double)info.rtt_p99_us / 1000.0);
     rl_lease_info_clear(&info);
     return r;
 }
@@ -386,6 +435,10 @@ static PyMethodDef Lease_methods[] = {
      "wait_for_leadership(timeout=None)\n--\n\nBlock (GIL released) until this object leads; "
      "False on timeout."},
     {"_lock_acquire", (PyCFunction)Lease_lock_acquire, METH_O, NULL},
+    {"_lock_begin", (PyCFunction)Lease_lock_begin, METH_O, NULL},
+    {"_poll", (PyCFunction)Lease_poll, METH_O, NULL},
+    {"_stop_nowait", (PyCFunction)Lease_stop_nowait, METH_NOARGS, NULL},
+    {"_resign_nowait", (PyCFunction)Lease_resign_nowait, METH_NOARGS, NULL},
     {"_query", (PyCFunction)Lease_query, METH_O, NULL},
     {"_info", (PyCFunction)Lease_info, METH_NOARGS, NULL},
     {"__reduce__", Lease_reduce, METH_NOARGS, NULL},

@@ -157,7 +157,30 @@ static PyObject *set_async_exc(PyObject *m, PyObject *args)
     return PyLong_FromLong(n);
 }
 
+static PyObject *add_waker(PyObject *m, PyObject *arg)
+{
+    int fd = (int)PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    rl_error err = {0};
+    if (rl_waker_add(fd, &err) < 0)
+        return rl_raise(PyModule_GetState(m), &err);
+    Py_RETURN_NONE;
+}
+
+static PyObject *remove_waker(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    int fd = (int)PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    rl_waker_remove(fd);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_add_waker", add_waker, METH_O, "_add_waker(fd): write 8 bytes to fd on every state change"},
+    {"_remove_waker", remove_waker, METH_O, "_remove_waker(fd)"},
     {"_next_event", next_event, METH_O,
      "_next_event(timeout) -> (lease_id, kind, token, text) or None"},
     {"_shutdown", shutdown, METH_O,
@@ -250,7 +273,16 @@ static int module_exec(PyObject *m)
         PyModule_AddIntConstant(m, "PHASE_STOPPING", RL_P_STOPPING) < 0 ||
         PyModule_AddIntConstant(m, "PHASE_STOPPED", RL_P_STOPPED) < 0 ||
         PyModule_AddIntConstant(m, "MODE_NODE", RL_MODE_NODE) < 0 ||
-        PyModule_AddIntConstant(m, "MODE_LOCK", RL_MODE_LOCK) < 0)
+        PyModule_AddIntConstant(m, "MODE_LOCK", RL_MODE_LOCK) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_WATCH", RL_MODE_WATCH) < 0 ||
+        PyModule_AddIntConstant(m, "WAIT_LEADER", RL_WAIT_LEADER) < 0 ||
+        PyModule_AddIntConstant(m, "WAIT_STOPPED", RL_WAIT_STOPPED) < 0 ||
+        PyModule_AddIntConstant(m, "WAIT_LOCK", RL_WAIT_LOCK) < 0 ||
+        PyModule_AddIntConstant(m, "WAIT_RELEASED", RL_WAIT_RELEASED) < 0 ||
+        PyModule_AddIntConstant(m, "WATCH_INITIAL", RL_WATCH_INITIAL) < 0 ||
+        PyModule_AddIntConstant(m, "WATCH_ELECTED", RL_WATCH_ELECTED) < 0 ||
+        PyModule_AddIntConstant(m, "WATCH_RELEASED", RL_WATCH_RELEASED) < 0 ||
+        PyModule_AddIntConstant(m, "WATCH_EXPIRED", RL_WATCH_EXPIRED) < 0)
         return -1;
     if (add_scripts(m) < 0)
         return -1;

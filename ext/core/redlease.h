@@ -71,7 +71,7 @@ typedef struct rl_lease_info {
     char *leader; size_t leaderlen;   /* malloc'd or NULL */
     char *last_error;          /* malloc'd or NULL */
     uint64_t acquired, renewals, renew_failures, losses;
-    int64_t last_rtt_us;
+    int64_t last_rtt_us, rtt_p50_us, rtt_p99_us;   /* renew round trips */
 } rl_lease_info;
 void rl_lease_get_info(rl_lease *l, rl_lease_info *out);
 void rl_lease_info_clear(rl_lease_info *info);
@@ -85,5 +85,10 @@ void rl_engine_get_info(rl_engine_info *out);
 const char *rl_hiredis_version_string(void);
 void rl_hiredis_version(int *major, int *minor, int *patch);
 int rl_has_tls(void);
+
+/* asyncio: an fd (eventfd or pipe) that gets 8 bytes whenever a lease's
+ * published state changes, so an event loop can re-check its waiters. */
+int rl_waker_add(int fd, rl_error *err);
+void rl_waker_remove(int fd);
 
 #endif

@@ -472,6 +472,12 @@ int rl_lease_url_safe(const rl_lease *l, char *buf, size_t n)
     return rl_url_format_safe(&l->url, buf, n);
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 void rl_lease_get_info(rl_lease *l, rl_lease_info *out)
 {
     rl_engine *e = atomic_load(&l->eng);
@@ -491,7 +497,15 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out)
     out->renew_failures = l->st_renew_fail;
     out->losses = l->st_losses;
     out->last_rtt_us = l->st_last_rtt_us;
+    unsigned n = l->st_rtt_n < RL_RTT_RING ? l->st_rtt_n : RL_RTT_RING;
+    int64_t rtt[RL_RTT_RING];
+    memcpy(rtt, l->st_rtt, n * sizeof rtt[0]);
     pthread_mutex_unlock(&e->mu);
+    if (n) {
+        qsort(rtt, n, sizeof rtt[0], cmp_i64);
+        out->rtt_p50_us = rtt[(n - 1) / 2];
+        out->rtt_p99_us = rtt[(n * 99 + 99) / 100 - 1];
+    }
     if (rl_lease_stale(l))
         out->phase = RL_P_STOPPED;
 }
@@ -541,4 +555,14 @@ void rl_hiredis_version(int *major, int *minor, int *patch)
 int rl_has_tls(void)
 {
     return 0;  /* TLS (hiredis >= 1.0 with hiredis_ssl) is not wired up yet */
+}
+
+int rl_waker_add(int fd, rl_error *err)
+{
+    return rl_engine_add_waker(fd, err);
+}
+
+void rl_waker_remove(int fd)
+{
+    rl_engine_remove_waker(fd);
 }

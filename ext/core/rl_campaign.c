@@ -59,7 +59,14 @@ static void emit(rl_lease *l, int kind, int64_t token, const char *text, size_t 
     rl_engine_emit(eng_of(l), l->id, kind, token, text, len);
 }
 
+static void set_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int force);
+
 static void set_leader(rl_lease *l, const char *id, size_t len)
+{
+    set_leader_cause(l, id, len, 0, 0);
+}
+
+static void set_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int force)
 {
     rl_engine *eng = eng_of(l);
     int changed;
@@ -79,8 +86,8 @@ static void set_leader(rl_lease *l, const char *id, size_t len)
         l->leaderlen = copy ? len : 0;
     }
     pthread_mutex_unlock(&eng->mu);
-    if (changed)
-        emit(l, RL_EV_LEADER, 0, id, id ? len : 0);
+    if (changed || force)
+        emit(l, RL_EV_LEADER, cause, id, id ? len : 0);
 }
 
 static void note_error(rl_lease *l, int fatal_kind, const char *msg)
@@ -96,7 +103,7 @@ static void note_error(rl_lease *l, int fatal_kind, const char *msg)
     if (fatal_kind) {
         l->fatal_kind = fatal_kind;
         snprintf(l->fatal_msg, sizeof l->fatal_msg, "%s", msg);
-        pthread_cond_broadcast(&eng->cv);
+        rl_engine_notify(eng);
     }
     pthread_mutex_unlock(&eng->mu);
     if (changed)
@@ -123,7 +130,7 @@ static void publish_phase(rl_lease *l, int phase)
     rl_engine *eng = eng_of(l);
     pthread_mutex_lock(&eng->mu);
     l->pub_phase = phase;
-    pthread_cond_broadcast(&eng->cv);
+    rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
 }
 
@@ -141,7 +148,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
         l->st_losses++;
     if (l->mode == RL_MODE_LOCK)
         l->lock_done = 1;
-    pthread_cond_broadcast(&eng->cv);
+    rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
 }
@@ -168,7 +175,7 @@ static void count_release(rl_lease *l, int delta)
     pthread_mutex_lock(&eng->mu);
     l->pub_releasing = l->rel_pending;
     if (!l->rel_pending)
-        pthread_cond_broadcast(&eng->cv);
+        rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
 }
 
@@ -198,7 +205,7 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
     publish_deadline(l, token, dl);
     pthread_mutex_lock(&eng->mu);
     l->st_acquired++;
-    pthread_cond_broadcast(&eng->cv);
+    rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     emit(l, RL_EV_ELECTED, token, NULL, 0);
     set_leader(l, l->node_id, l->idlen);
@@ -220,7 +227,7 @@ static void lock_attempt_over(rl_lease *l, int errkind, const char *msg)
         l->fatal_kind = errkind;
         snprintf(l->fatal_msg, sizeof l->fatal_msg, "%s", msg);
     }
-    pthread_cond_broadcast(&eng->cv);
+    rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
 }
 
@@ -276,6 +283,7 @@ static void renewed(rl_lease *l, int64_t now)
     pthread_mutex_lock(&eng->mu);
     l->st_renewals++;
     l->st_last_rtt_us = now - l->t_send;
+    l->st_rtt[l->st_rtt_n++ % RL_RTT_RING] = l->st_last_rtt_us;
     pthread_mutex_unlock(&eng->mu);
     act_at(l, l->t_send + l->renew_us);
 }
@@ -450,6 +458,62 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     maybe_finish_stop(l);
 }
 
+/* ---- watch mode: follow the holder without campaigning ---- */
+
+static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    int64_t now = rl_now_us();
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
+        send_script(l, RL_SCRIPT_STATUS, watch_reply, 1) == 0)
+        return;
+    l->busy = RL_REQ_NONE;
+    if (l->phase != RL_L_CAMPAIGN) {
+        maybe_finish_stop(l);
+        return;
+    }
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
+        reply_error_msg(msg, sizeof msg, "status query failed", reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL);
+        l->err_streak++;
+        note_error(l, 0, msg);
+        act_at(l, now + backoff(l, l->retry_us));
+        return;
+    }
+    clear_error(l);
+    redisReply *h = reply->element[0], *p = reply->element[1];
+    const char *holder = h->type == REDIS_REPLY_STRING ? h->str : NULL;
+    size_t hlen = holder ? h->len : 0;
+    long long pttl = p->type == REDIS_REPLY_INTEGER ? p->integer : -2;
+    if (!l->watch_started) {
+        l->watch_started = 1;
+        set_leader_cause(l, holder, hlen, RL_WATCH_INITIAL, 1);
+    } else {
+        /* A release notice clears the holder first; gone without one: expired. */
+        set_leader_cause(l, holder, hlen, holder ? RL_WATCH_ELECTED : RL_WATCH_EXPIRED, 0);
+    }
+    int64_t d = l->retry_us;
+    if (holder && pttl >= 0 && (int64_t)pttl * 1000 + 1000 < d)
+        d = (int64_t)pttl * 1000 + 1000;   /* look again right after it expires */
+    act_at(l, now + d);
+}
+
+static void watch_message(rl_lease *l, const char *p, size_t len)
+{
+    if (l->phase != RL_L_CAMPAIGN)
+        return;
+    if (p[0] == 'R')
+        set_leader_cause(l, NULL, 0, RL_WATCH_RELEASED, 0);
+    else if (p[0] == 'A')
+        set_leader_cause(l, p + 1, len - 1, RL_WATCH_ELECTED, 0);
+    if (!l->busy)
+        act_at(l, rl_now_us());     /* fetch the new PTTL */
+}
+
 /* ---- timers ---- */
 
 static void act_fire(rl_timer *t, int64_t now)
@@ -457,6 +521,16 @@ static void act_fire(rl_timer *t, int64_t now)
     rl_lease *l = (rl_lease *)((char *)t - offsetof(rl_lease, act_timer));
     if (l->busy || !l->ep)
         return;           /* the reply reschedules */
+    if (l->mode == RL_MODE_WATCH) {
+        if (l->phase != RL_L_CAMPAIGN)
+            return;
+        if (!rl_endpoint_ready(l->ep) || send_script(l, RL_SCRIPT_STATUS, watch_reply, 0) < 0) {
+            act_at(l, now + RL_WAIT_CONN_US);
+            return;
+        }
+        l->busy = RL_REQ_WATCH;
+        return;
+    }
     if (l->phase == RL_L_CAMPAIGN) {
         if (now < l->resign_until) {
             act_at(l, l->resign_until);
@@ -531,7 +605,7 @@ static void publish_query(rl_lease *l, int errkind, const char *err, const redis
             l->q_token = strtoll(t->str, NULL, 10);
     }
     l->q_seq++;
-    pthread_cond_broadcast(&eng->cv);
+    rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
 }
 
@@ -614,11 +688,12 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     l->want_stop = 0;
     l->resign_until = 0;
     l->err_streak = 0;
+    l->watch_started = 0;
     pthread_mutex_lock(&eng->mu);
     l->pub_phase = RL_P_RUNNING;
     l->lock_done = 0;
     l->fatal_kind = 0;
-    pthread_cond_broadcast(&eng->cv);
+    rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     if (l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
         note_error(l, l->ep->fatal_kind, l->ep->fatal_msg);
@@ -722,6 +797,10 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
     const char *id = p + 1;
     size_t idlen = len - 1;
     int mine = idlen == l->idlen && memcmp(id, l->node_id, idlen) == 0;
+    if (l->mode == RL_MODE_WATCH) {
+        watch_message(l, p, len);
+        return;
+    }
     if (p[0] == 'R') {
         if (l->phase != RL_L_CAMPAIGN)
             return;

@@ -65,6 +65,7 @@ static void atfork_child(void)
         for (int i = 0; i < e->nfds; i++)
             close(e->fds[i]);
         e->nfds = 0;
+        e->nwakers = 0;
         close(e->wake_fd);
         close(e->ev_fd);
         e->wake_fd = e->ev_fd = -1;
@@ -165,6 +166,47 @@ void rl_engine_emit(rl_engine *e, uint64_t id, int kind, int64_t token, const ch
     }
 }
 
+void rl_engine_notify(rl_engine *e)
+{
+    static const uint64_t one = 1;
+    pthread_cond_broadcast(&e->cv);
+    for (int i = 0; i < e->nwakers; i++) {
+        if (write(e->wakers[i], &one, sizeof one) < 0) {
+            /* full: the loop has a wake-up pending already */
+        }
+    }
+}
+
+int rl_engine_add_waker(int fd, rl_error *err)
+{
+    rl_engine *e = rl_engine_get(err);
+    if (!e)
+        return -1;
+    pthread_mutex_lock(&e->mu);
+    int rc = 0;
+    if (e->nwakers == (int)(sizeof e->wakers / sizeof e->wakers[0]))
+        rc = rl_seterr(err, RL_ESTATE, "too many event loops registered with redlease (64)");
+    else
+        e->wakers[e->nwakers++] = fd;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+void rl_engine_remove_waker(int fd)
+{
+    rl_engine *e = rl_engine_current();
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < e->nwakers; i++) {
+        if (e->wakers[i] == fd) {
+            e->wakers[i] = e->wakers[--e->nwakers];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
 static void deadline_ts(struct timespec *ts, int64_t max_us)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
@@ -187,7 +229,7 @@ void rl_engine_timedwait(rl_engine *e, int64_t max_us)
 
 int rl_engine_next_event(rl_event *out, int64_t max_us)
 {
-    rl_engine *e = rl_engine_current();
+    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
     if (!e)
         return -1;
     struct timespec ts;
@@ -419,7 +461,7 @@ static void *engine_main(void *arg)
     free(pconn);
     pthread_mutex_lock(&e->mu);
     e->quit = 1;
-    pthread_cond_broadcast(&e->cv);
+    rl_engine_notify(e);
     pthread_mutex_unlock(&e->mu);
     return NULL;
 }

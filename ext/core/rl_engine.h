@@ -33,6 +33,13 @@ void rl_engine_destroy(void);
 int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);
 int rl_engine_event_fd(void);                 /* eventfd readable when events wait */
 
+/* Something published changed: wake waiting threads and event loops.
+ * eng->mu held. */
+void rl_engine_notify(rl_engine *eng);
+/* Register an fd (eventfd or pipe) that gets 8 bytes on every notify. */
+int rl_engine_add_waker(int fd, rl_error *err);
+void rl_engine_remove_waker(int fd);
+
 /* Condition waits for API threads: wait on eng->cv for at most max_us. */
 void rl_engine_timedwait(rl_engine *eng, int64_t max_us);   /* eng->mu held */
 

@@ -79,8 +79,11 @@ struct rl_keyent {
 /* ---- a lease (one node or lock) ---- */
 enum { RL_L_IDLE, RL_L_CAMPAIGN, RL_L_LEADING, RL_L_STOPPING };        /* engine */
 enum { RL_P_IDLE, RL_P_RUNNING, RL_P_STOPPING, RL_P_STOPPED };          /* published */
-enum { RL_REQ_NONE, RL_REQ_ACQ, RL_REQ_RENEW };
-enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1 };
+enum { RL_REQ_NONE, RL_REQ_ACQ, RL_REQ_RENEW, RL_REQ_WATCH };
+enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1, RL_MODE_WATCH = 2 };
+/* Why a watched key's holder changed (token field of RL_EV_LEADER in watch mode). */
+enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIRED };
+#define RL_RTT_RING 64
 
 struct rl_lease {
     atomic_int refs;
@@ -116,13 +119,15 @@ struct rl_lease {
     char *q_holder; size_t q_holderlen;
     long long q_pttl;
     long long q_token;                 /* -1: none issued yet */
-    char q_err[256];
+    char q_err[640];
     char *leader;  size_t leaderlen;   /* NULL: none seen */
     char *last_error;
     int fatal_kind;                    /* latest attempt ended in a permanent error */
     char fatal_msg[640];
     uint64_t st_acquired, st_renewals, st_renew_fail, st_losses;
     int64_t st_last_rtt_us;
+    int64_t st_rtt[RL_RTT_RING];       /* recent renew round trips */
+    unsigned st_rtt_n;
 
     /* engine thread only */
     rl_lease *act_next, *act_prev;
@@ -144,6 +149,7 @@ struct rl_lease {
     rl_timer dl_timer;                 /* local deadline */
     int64_t lead_deadline;
     int q_wanted, q_inflight, q_temp;  /* status query; q_temp: attached only for it */
+    int watch_started;                 /* watch mode: first status reported */
 };
 
 /* ---- events for the Python side ---- */
@@ -180,6 +186,8 @@ struct rl_engine {
     rl_cmd *cmd_head, *cmd_tail;  /* under mu */
     int fds[RL_MAX_FDS];          /* sockets open, under mu: closed in a fork child */
     int nfds;
+    int wakers[64];               /* under mu: fds written on every notify (asyncio loops) */
+    int nwakers;
 
     /* events (their own lock, so the dispatcher never waits for mu) */
     pthread_mutex_t ev_mu;

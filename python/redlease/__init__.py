@@ -11,11 +11,12 @@ from ._redlease import (
     LockNotOwnedError,
     RedisError,
     RedleaseError,
-    engine_stats,
     hiredis_version,
 )
 from ._lock import Lock
 from ._node import DistributionNode, Lease
+from ._watch import Watch, key_status
+from ._dispatch import engine_stats
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,8 @@ __all__ = [
     "AuthenticationError",
     "RedisError",
     "LockNotOwnedError",
+    "Watch",
+    "key_status",
     "engine_stats",
     "hiredis_version",
     "__version__",

@@ -53,6 +53,15 @@ def _run():
         del obj
 
 
+def engine_stats():
+    """Engine-wide counters: threads (the engine's and the dispatcher's),
+    connections opened, leases active, commands sent, reconnects, endpoints."""
+    stats = _c.engine_stats()
+    t = _thread
+    stats["threads"] += 1 if (t is not None and t.is_alive()) else 0
+    return stats
+
+
 def _shutdown():
     """At interpreter exit: release every held lease, stop the engine thread,
     deliver the last events, then stop the dispatcher."""

@@ -1,7 +1,9 @@
 """Lock: a distributed mutex on the same engine as DistributionNode."""
+import asyncio
 import threading
 import time
 
+from . import _aio
 from . import _dispatch
 from . import _redlease as _c
 from ._redlease import LockNotOwnedError
@@ -83,6 +85,63 @@ class Lock(_c.LeaseBase):
                 "release of %r: the lock's lease was lost before release (it expired or was "
                 "taken by another owner), so the critical section may not have been exclusive"
                 % (self.key,))
+
+    async def acquire_async(self, timeout=None):
+        """Acquire without blocking the event loop; False after ``timeout`` s
+        (None: no limit, 0: one attempt)."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError("timeout must be None or >= 0, got %r" % (timeout,))
+        start = time.monotonic()
+        delay = 0.001
+        # Contention on this very object (several tasks or threads sharing it)
+        # is rare; it is polled.  Contention across objects and processes is
+        # woken by the engine.
+        while not self._local.acquire(False):
+            if timeout is not None and time.monotonic() - start >= timeout:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        try:
+            remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            once = remaining == 0
+            _dispatch.register(self)
+            self._lock_begin(once)
+            rc = await _aio.wait_state(self, _c.WAIT_LOCK, None if once else remaining)
+            if rc == 1:
+                return True
+            self._stop_nowait()
+            await _aio.wait_state(self, _c.WAIT_STOPPED)
+        except BaseException:
+            self._stop_nowait()
+            self._local.release()
+            raise
+        self._local.release()
+        return False
+
+    async def release_async(self):
+        """Like release(), without blocking the event loop."""
+        if not self._local.locked():
+            raise LockNotOwnedError("release of %r: this Lock object does not hold it" % (self.key,))
+        still_owned = self.owned
+        try:
+            self._stop_nowait()
+            await _aio.wait_state(self, _c.WAIT_STOPPED)
+        finally:
+            try:
+                self._local.release()
+            except RuntimeError:
+                raise LockNotOwnedError("release of %r: already released" % (self.key,)) from None
+        if not still_owned:
+            raise LockNotOwnedError("release of %r: the lock's lease was lost before release"
+                                    % (self.key,))
+
+    async def __aenter__(self):
+        await self.acquire_async()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        await self.release_async()
+        return False
 
     def locked(self, timeout=_MISSING):
         """True if anyone holds the lock (one round trip to Redis)."""

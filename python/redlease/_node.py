@@ -1,7 +1,9 @@
 """DistributionNode: leader election on one Redis key."""
+import asyncio
 import logging
 import threading
 
+from . import _aio
 from . import _dispatch
 from . import _redlease as _c
 from ._redlease import LeadershipLost
@@ -51,8 +53,26 @@ class _Block:
         self.sent = False
 
 
+class _AsyncBlock:
+    """A running ``async with node.leadership(interrupt=True)`` block."""
+
+    __slots__ = ("task", "loop", "token", "active", "fired")
+
+    def __init__(self, task, loop, token):
+        self.task = task
+        self.loop = loop
+        self.token = token
+        self.active = True
+        self.fired = False
+
+    def cancel(self):          # runs in the block's event loop
+        if self.active and not self.fired:
+            self.fired = True
+            self.task.cancel()
+
+
 class _Leadership:
-    """Context manager returned by DistributionNode.leadership()."""
+    """Context manager returned by DistributionNode.leadership() (sync and async)."""
 
     def __init__(self, node, timeout, interrupt):
         self._node = node
@@ -118,6 +138,61 @@ class _Leadership:
         self._cleanup()
         return False
 
+    # ---- async with ----
+
+    async def __aenter__(self):
+        node = self._node
+        if node._phase != _c.PHASE_RUNNING:
+            node.start()
+            self._started_here = True
+        try:
+            while True:
+                if not await node.wait_for_leadership_async(self._timeout):
+                    raise TimeoutError("not elected leader of %r within %s s" % (node.key, self._timeout))
+                token = node.token
+                if token is not None:
+                    break
+        except BaseException:
+            if self._started_here:
+                await node.stop_async()
+            raise
+        lease = Lease(node, token)
+        if self._interrupt:
+            blk = _AsyncBlock(asyncio.current_task(), asyncio.get_running_loop(), token)
+            with node._block_lock:
+                node._ablocks.append(blk)
+            self._block = blk
+            if not lease.valid:
+                await self._aexit_cleanup()
+                raise LeadershipLost("leadership of %r was lost on entry" % (node.key,))
+        return lease
+
+    async def _aexit_cleanup(self):
+        node = self._node
+        blk = self._block
+        if blk is not None:
+            blk.active = False
+            with node._block_lock:
+                if blk in node._ablocks:
+                    node._ablocks.remove(blk)
+            self._block = None
+        if self._started_here:
+            await node.stop_async()
+        elif node.is_leader:
+            await node.resign_async()
+        return blk
+
+    async def __aexit__(self, exc_type, exc, tb):
+        blk = await self._aexit_cleanup()
+        if blk is not None and blk.fired and exc_type is asyncio.CancelledError:
+            # Our cancellation, not someone else's: turn it into LeadershipLost
+            # (as asyncio.timeout turns its own into TimeoutError).
+            if hasattr(blk.task, "uncancel"):
+                blk.task.uncancel()
+            raise LeadershipLost("leadership of %r (token %d) was lost inside the block"
+                                 % (self._node.key, blk.token)) from exc
+        return False
+
 
 class DistributionNode(_c.LeaseBase):
     """Campaigns for a Redis key and holds it as a renewable lease.
@@ -142,6 +217,7 @@ class DistributionNode(_c.LeaseBase):
         self.on_leader_change = on_leader_change
         self._block_lock = threading.Lock()
         self._blocks = []
+        self._ablocks = []
 
     def start(self):
         """Begin campaigning in the background; returns at once."""
@@ -158,6 +234,31 @@ class DistributionNode(_c.LeaseBase):
         On exit the node resigns, and stops if this block started it.
         """
         return _Leadership(self, timeout, interrupt)
+
+    async def wait_for_leadership_async(self, timeout=None):
+        """Like wait_for_leadership, without blocking the event loop."""
+        if timeout is not None and not timeout >= 0:
+            raise ValueError("timeout must be None or >= 0, got %r" % (timeout,))
+        return await _aio.wait_state(self, _c.WAIT_LEADER, timeout) == 1
+
+    async def stop_async(self):
+        """Like stop(), without blocking the event loop."""
+        self._stop_nowait()
+        await _aio.wait_state(self, _c.WAIT_STOPPED)
+
+    async def resign_async(self):
+        """Like resign(), without blocking the event loop."""
+        if self.is_leader:
+            self._resign_nowait()
+            await _aio.wait_state(self, _c.WAIT_RELEASED)
+
+    async def __aenter__(self):
+        self.start()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        await self.stop_async()
+        return False
 
     def stats(self):
         """Counters of this node's lease: acquisitions, renewals, ..."""
@@ -207,6 +308,12 @@ class DistributionNode(_c.LeaseBase):
                 if blk.token == token and not blk.sent:
                     blk.sent = True
                     _c._set_async_exc(blk.thread_id, LeadershipLost)
+            for ablk in self._ablocks:
+                if ablk.token == token:
+                    try:
+                        ablk.loop.call_soon_threadsafe(ablk.cancel)
+                    except RuntimeError:   # the loop is closed
+                        pass
 
     def _call(self, cb, arg):
         if cb is None:
