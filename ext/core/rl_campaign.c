@@ -36,6 +36,16 @@ static void act_at(rl_lease *l, int64_t when)
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Renewals are planned on a grid (a tenth of the interval, at most 10 ms,
+ * rounded down: a little early is harmless) so that the renewals of many
+ * leases fall into the same loop turn and go out as one pipelined write. */
+static int64_t renew_time(const rl_lease *l)
+{
+    int64_t when = l->t_send + l->renew_us;
+    int64_t grid = min64(l->renew_us / 10, 10000);
+    return grid > 1 ? when - when % grid : when;
+}
+
 static int64_t backoff(rl_lease *l, int64_t cap)
 {
     int64_t d = RL_BACKOFF_MIN_US;
@@ -211,7 +221,7 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
     set_leader(l, l->node_id, l->idlen);
     rl_heap_set(&eng->timers, &l->dl_timer, dl);
     if (l->auto_renew)
-        act_at(l, l->t_send + l->renew_us);
+        act_at(l, renew_time(l));
     else
         rl_heap_cancel(&eng->timers, &l->act_timer);
 }
@@ -285,7 +295,7 @@ static void renewed(rl_lease *l, int64_t now)
     l->st_last_rtt_us = now - l->t_send;
     l->st_rtt[l->st_rtt_n++ % RL_RTT_RING] = l->st_last_rtt_us;
     pthread_mutex_unlock(&eng->mu);
-    act_at(l, l->t_send + l->renew_us);
+    act_at(l, renew_time(l));
 }
 
 static void renew_failed(rl_lease *l, const char *msg, int64_t now)
