@@ -226,7 +226,7 @@ static PyObject *Lease_stop(LeaseObject *self, PyObject *unused)
     rl_modstate *st = state_of((PyObject *)self);
     if (!st)
         return NULL;
-    rl_lease_stop(self->lease);
+    rl_lease_stop_quiet(self->lease);
     if (rl_wait(st, self->lease, RL_WAIT_STOPPED, -1) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -278,14 +278,14 @@ static PyObject *Lease_lock_acquire(LeaseObject *self, PyObject *arg)
         return NULL;
     int once = timeout == 0.0;
     rl_error err = {0};
-    if (rl_lease_start_lock(self->lease, once, &err) < 0)
+    if (rl_lease_start_lock(self->lease, once, 1, &err) < 0)
         return rl_raise(st, &err);
     int rc = rl_wait(st, self->lease, RL_WAIT_LOCK, once ? -1.0 : timeout);
     if (rc == 1)
         Py_RETURN_TRUE;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    rl_lease_stop(self->lease);
+    rl_lease_stop_quiet(self->lease);
     Py_BEGIN_ALLOW_THREADS
     /* Bounded by the engine: a release reply or the command timeout. */
     rl_lease_wait(self->lease, RL_WAIT_STOPPED, 30000000, &err);
@@ -319,7 +319,7 @@ static PyObject *Lease_lock_begin(LeaseObject *self, PyObject *arg)
     if (once < 0 || ready(self) < 0)
         return NULL;
     rl_error err = {0};
-    if (rl_lease_start_lock(self->lease, once, &err) < 0)
+    if (rl_lease_start_lock(self->lease, once, 0, &err) < 0)
         return rl_raise(state_of((PyObject *)self), &err);
     Py_RETURN_NONE;
 }

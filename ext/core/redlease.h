@@ -31,9 +31,11 @@ void rl_lease_incref(rl_lease *l);
 void rl_lease_decref(rl_lease *l);
 
 int rl_lease_start(rl_lease *l, rl_error *err);   /* asynchronous */
-/* Lock mode: campaign until acquired, or (once) make a single attempt. */
-int rl_lease_start_lock(rl_lease *l, int once, rl_error *err);
+/* Lock mode: campaign until acquired, or (once) make a single attempt.
+ * quiet: the caller waits right after (rl_lease_wait drives the engine). */
+int rl_lease_start_lock(rl_lease *l, int once, int quiet, rl_error *err);
 int rl_lease_stop(rl_lease *l);                   /* asynchronous, idempotent */
+int rl_lease_stop_quiet(rl_lease *l);             /* same, for a caller that waits next */
 int rl_lease_resign(rl_lease *l);                 /* asynchronous; wait RL_WAIT_RELEASED */
 
 enum { RL_WAIT_LEADER = 1, RL_WAIT_STOPPED, RL_WAIT_LOCK, RL_WAIT_RELEASED };

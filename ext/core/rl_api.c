@@ -19,6 +19,9 @@
 
 #define TOKEN_SUFFIX ":redlease-token"
 
+static int start(rl_lease *l, int quiet, rl_error *err);
+static int stop(rl_lease *l, int quiet);
+
 static atomic_ullong g_next_id = 1;
 
 /* ---- validation ---- */
@@ -268,6 +271,11 @@ static rl_engine *engine_for(rl_lease *l, rl_error *err)
 
 int rl_lease_start(rl_lease *l, rl_error *err)
 {
+    return start(l, 0, err);
+}
+
+static int start(rl_lease *l, int quiet, rl_error *err)
+{
     if (check_fresh(l, err) < 0)
         return -1;
     rl_engine *e = engine_for(l, err);
@@ -279,15 +287,15 @@ int rl_lease_start(rl_lease *l, rl_error *err)
     l->fatal_kind = 0;
     l->lock_done = 0;
     pthread_mutex_unlock(&e->mu);
-    return rl_engine_post(e, RL_CMD_START, l, err);
+    return quiet ? rl_engine_post_quiet(e, RL_CMD_START, l, err) : rl_engine_post(e, RL_CMD_START, l, err);
 }
 
-int rl_lease_start_lock(rl_lease *l, int once, rl_error *err)
+int rl_lease_start_lock(rl_lease *l, int once, int quiet, rl_error *err)
 {
     if (l->mode != RL_MODE_LOCK)
         return rl_seterr(err, RL_ESTATE, "not a lock");
     l->try_once = once;    /* read by the engine after it takes the START */
-    return rl_lease_start(l, err);
+    return start(l, quiet, err);
 }
 
 int rl_lease_query_post(rl_lease *l, uint64_t *ticket, rl_error *err)
@@ -342,6 +350,16 @@ int rl_lease_query_wait(rl_lease *l, uint64_t ticket, int64_t max_us, rl_query *
 
 int rl_lease_stop(rl_lease *l)
 {
+    return stop(l, 0);
+}
+
+int rl_lease_stop_quiet(rl_lease *l)
+{
+    return stop(l, 1);
+}
+
+static int stop(rl_lease *l, int quiet)
+{
     rl_engine *e = atomic_load(&l->eng);
     if (!e || rl_lease_stale(l))
         return 0;
@@ -352,7 +370,7 @@ int rl_lease_stop(rl_lease *l)
     pthread_mutex_unlock(&e->mu);
     if (idle)
         return 0;
-    return rl_engine_post(e, RL_CMD_STOP, l, NULL);
+    return quiet ? rl_engine_post_quiet(e, RL_CMD_STOP, l, NULL) : rl_engine_post(e, RL_CMD_STOP, l, NULL);
 }
 
 int rl_lease_resign(rl_lease *l)
@@ -366,6 +384,49 @@ int rl_lease_resign(rl_lease *l)
 /* Waiting for leadership is like threading.Event.wait: a lease that is not
  * started (yet) is simply not leading, and the wait goes on until it leads,
  * the time is up, or the latest attempt failed in a way retrying won't fix. */
+/* The condition a wait is for; e->mu held.  0 not yet, 1 done, 2 a lock's
+ * single attempt ended without it, -1 error in *err. */
+static int wait_cond(rl_lease *l, rl_engine *e, int what, rl_error *err)
+{
+    switch (what) {
+    case RL_WAIT_STOPPED:
+        return l->pub_phase == RL_P_IDLE || l->pub_phase == RL_P_STOPPED || e->quit;
+    case RL_WAIT_RELEASED:
+        return (!rl_lease_is_leader(l) && l->pub_releasing == 0) || e->quit;
+    default:
+        if (rl_lease_is_leader(l))
+            return 1;
+        if (l->fatal_kind && l->pub_phase == RL_P_RUNNING)
+            return rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg);
+        if (e->quit)
+            return rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
+        if (what == RL_WAIT_LOCK && l->lock_done)
+            return 2;
+        return 0;
+    }
+}
+
+typedef struct {
+    rl_lease *l;
+    rl_engine *e;
+    int what;
+} drive_ctx;
+
+static int drive_done(void *arg)
+{
+    drive_ctx *c = arg;
+    rl_error scratch;
+    pthread_mutex_lock(&c->e->mu);
+    int rc = wait_cond(c->l, c->e, c->what, &scratch);
+    pthread_mutex_unlock(&c->e->mu);
+    return rc != 0;
+}
+
+/* Waiting for leadership is like threading.Event.wait: a lease that is not
+ * started (yet) is simply not leading, and the wait goes on until it leads,
+ * the time is up, or the latest attempt failed in a way retrying won't fix.
+ * While it waits, the calling thread runs the engine loop itself if nobody
+ * else is (see rl_loop.c); otherwise it sleeps on the engine's condition. */
 int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
 {
     if (check_fresh(l, err) < 0)
@@ -376,37 +437,17 @@ int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
     if (!e)
         return -1;
     int64_t until = rl_now_us() + max_us;
-    int rc = 0;
+    if (max_us > 0) {
+        drive_ctx ctx = {l, e, what};
+        if (!rl_engine_drive(e, drive_done, &ctx, until))
+            rl_engine_wake(e);   /* a quiet post must still be seen */
+    }
+    int rc;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        if (what == RL_WAIT_STOPPED) {
-            if (l->pub_phase == RL_P_IDLE || l->pub_phase == RL_P_STOPPED || e->quit) {
-                rc = 1;
-                break;
-            }
-        } else if (what == RL_WAIT_RELEASED) {
-            if ((!rl_lease_is_leader(l) && l->pub_releasing == 0) || e->quit) {
-                rc = 1;
-                break;
-            }
-        } else {
-            if (rl_lease_is_leader(l)) {
-                rc = 1;
-                break;
-            }
-            if (l->fatal_kind && l->pub_phase == RL_P_RUNNING) {
-                rc = rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg);
-                break;
-            }
-            if (e->quit) {
-                rc = rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
-                break;
-            }
-            if (what == RL_WAIT_LOCK && l->lock_done) {
-                rc = 2;
-                break;
-            }
-        }
+        rc = wait_cond(l, e, what, err);
+        if (rc != 0)
+            break;
         int64_t left = until - rl_now_us();
         if (left <= 0)
             break;

@@ -1,7 +1,6 @@
 #include "rl_engine.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +40,7 @@ static void atfork_prepare(void)
 {
     pthread_mutex_lock(&g_mu);
     if (g_engine) {
+        pthread_mutex_lock(&g_engine->run_mu);
         pthread_mutex_lock(&g_engine->mu);
         pthread_mutex_lock(&g_engine->ev_mu);
     }
@@ -51,6 +51,7 @@ static void atfork_parent(void)
     if (g_engine) {
         pthread_mutex_unlock(&g_engine->ev_mu);
         pthread_mutex_unlock(&g_engine->mu);
+        pthread_mutex_unlock(&g_engine->run_mu);
     }
     pthread_mutex_unlock(&g_mu);
 }
@@ -72,6 +73,7 @@ static void atfork_child(void)
         e->shutdown = 1;
         pthread_mutex_unlock(&e->ev_mu);
         pthread_mutex_unlock(&e->mu);
+        pthread_mutex_unlock(&e->run_mu);
         g_engine = NULL;
     }
     atomic_fetch_add(&g_fork_gen, 1);
@@ -117,7 +119,7 @@ void rl_engine_forget_fd(rl_engine *e, int fd)
     pthread_mutex_unlock(&e->mu);
 }
 
-static void wake(rl_engine *e)
+void rl_engine_wake(rl_engine *e)
 {
     uint64_t one = 1;
     if (e->wake_fd >= 0) {
@@ -263,7 +265,19 @@ int rl_engine_event_fd(void)
 
 /* ---- commands ---- */
 
+static int post(rl_engine *e, int op, rl_lease *l, rl_error *err, int wake_engine);
+
 int rl_engine_post(rl_engine *e, int op, rl_lease *l, rl_error *err)
+{
+    return post(e, op, l, err, 1);
+}
+
+int rl_engine_post_quiet(rl_engine *e, int op, rl_lease *l, rl_error *err)
+{
+    return post(e, op, l, err, 0);
+}
+
+static int post(rl_engine *e, int op, rl_lease *l, rl_error *err, int wake_engine)
 {
     rl_cmd *c = malloc(sizeof *c);
     if (!c)
@@ -287,7 +301,8 @@ int rl_engine_post(rl_engine *e, int op, rl_lease *l, rl_error *err)
         e->cmd_head = c;
     e->cmd_tail = c;
     pthread_mutex_unlock(&e->mu);
-    wake(e);
+    if (wake_engine)
+        rl_engine_wake(e);
     return 0;
 }
 
@@ -323,7 +338,7 @@ void rl_engine_deactivate(rl_engine *e, rl_lease *l)
     rl_lease_decref(l);
 }
 
-static void run_commands(rl_engine *e)
+void rl_engine_run_commands(rl_engine *e)
 {
     pthread_mutex_lock(&e->mu);
     rl_cmd *c = e->cmd_head;
@@ -366,106 +381,6 @@ static void run_commands(rl_engine *e)
     }
 }
 
-static void run_timers(rl_engine *e, int64_t now)
-{
-    rl_timer *t;
-    while ((t = rl_heap_peek(&e->timers)) && t->when <= now) {
-        rl_heap_cancel(&e->timers, t);
-        t->fn(t, now);
-    }
-}
-
-static void *engine_main(void *arg)
-{
-    rl_engine *e = arg;
-    struct pollfd *pfd = NULL;
-    rl_conn **pconn = NULL;
-    size_t cap = 0;
-    int64_t drain_until = 0;
-
-    for (;;) {
-        run_commands(e);
-        int64_t now = rl_now_us();
-        run_timers(e, now);
-        if (e->draining) {
-            if (!drain_until)
-                drain_until = now + RL_DRAIN_MAX_US;
-            if (e->nactive == 0 || now >= drain_until)
-                break;
-        }
-
-        size_t neps = 0;
-        for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
-            neps++;
-        if (2 * neps + 1 > cap) {
-            size_t ncap = 2 * neps + 16;
-            struct pollfd *np = realloc(pfd, ncap * sizeof *np);
-            if (np)
-                pfd = np;
-            rl_conn **nc = realloc(pconn, ncap * sizeof *nc);
-            if (nc)
-                pconn = nc;
-            if (np && nc)
-                cap = ncap;
-        }
-        size_t n = 0;
-        pfd[n].fd = e->wake_fd;
-        pfd[n].events = POLLIN;
-        pconn[n++] = NULL;
-        for (rl_endpoint *ep = e->endpoints; ep && n + 2 <= cap; ep = ep->next) {
-            rl_conn *cs[2] = {&ep->cmd, &ep->sub};
-            for (int i = 0; i < 2; i++) {
-                if (cs[i]->fd >= 0 && cs[i]->events) {
-                    pfd[n].fd = cs[i]->fd;
-                    pfd[n].events = cs[i]->events;
-                    pconn[n++] = cs[i];
-                }
-            }
-        }
-        int64_t wait_us = 1000000;
-        rl_timer *t = rl_heap_peek(&e->timers);
-        now = rl_now_us();
-        if (t)
-            wait_us = t->when > now ? t->when - now : 0;
-        if (wait_us > 1000000)
-            wait_us = 1000000;
-        if (e->draining && drain_until - now < wait_us)
-            wait_us = drain_until > now ? drain_until - now : 0;
-        struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000};
-        int rc = ppoll(pfd, n, &ts, NULL);
-        if (rc <= 0)
-            continue;
-        if (pfd[0].revents) {
-            uint64_t v;
-            ssize_t r = read(e->wake_fd, &v, sizeof v);
-            (void)r;
-        }
-        for (size_t i = 1; i < n; i++) {
-            /* An earlier handler may have closed this connection, or a new
-             * socket may have taken its place: check it is still the same. */
-            if (pfd[i].revents && pconn[i]->fd == pfd[i].fd)
-                rl_conn_handle(pconn[i], pfd[i].revents);
-        }
-    }
-
-    /* Drained (or out of time): close every endpoint. */
-    while (e->endpoints) {
-        rl_endpoint *ep = e->endpoints;
-        /* Leases still attached keep their memory; they just lose the endpoint. */
-        for (rl_lease *l = ep->leases; l; l = l->ep_next)
-            l->ep = NULL;
-        ep->leases = NULL;
-        rl_endpoint_free(ep);
-    }
-    free(pfd);
-    free(pconn);
-    pthread_mutex_lock(&e->mu);
-    e->quit = 1;
-    rl_engine_notify(e);
-    pthread_mutex_unlock(&e->mu);
-    return NULL;
-}
-
 /* ---- creation and shutdown ---- */
 
 static rl_engine *engine_new(rl_error *err)
@@ -480,6 +395,7 @@ static rl_engine *engine_new(rl_error *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->ev_mu, NULL);
+    pthread_mutex_init(&e->run_mu, NULL);
     pthread_cond_init(&e->cv, &ca);
     pthread_cond_init(&e->ev_cv, &ca);
     pthread_condattr_destroy(&ca);
@@ -495,7 +411,7 @@ static rl_engine *engine_new(rl_error *err)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = pthread_create(&e->thread, NULL, engine_main, e);
+    int rc = pthread_create(&e->thread, NULL, rl_engine_main, e);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         rl_seterr(err, RL_ESYS, "cannot start the redlease engine thread: %s", strerror(rc));
@@ -510,6 +426,7 @@ fail:
         close(e->ev_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
+    pthread_mutex_destroy(&e->run_mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->ev_cv);
     free(e);
@@ -582,10 +499,13 @@ void rl_engine_destroy(void)
         ev = n;
     }
     rl_heap_free(&e->timers);
+    free(e->drv_pfd);
+    free(e->drv_conn);
     close(e->wake_fd);
     close(e->ev_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
+    pthread_mutex_destroy(&e->run_mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->ev_cv);
     free(e);

@@ -12,6 +12,9 @@ rl_engine *rl_engine_current(void);          /* NULL if none */
 unsigned rl_fork_generation(void);
 
 int rl_engine_post(rl_engine *eng, int op, rl_lease *l, rl_error *err);
+/* Same, without waking the engine thread: for a caller that waits (and so
+ * drives the loop, or wakes the engine if it cannot) right after. */
+int rl_engine_post_quiet(rl_engine *eng, int op, rl_lease *l, rl_error *err);
 
 /* Engine thread only. */
 void rl_engine_deactivate(rl_engine *eng, rl_lease *l);
@@ -21,6 +24,18 @@ uint64_t rl_engine_rand(rl_engine *eng);
 int64_t rl_engine_jitter(rl_engine *eng, int64_t d);   /* d .. d*1.25 */
 void rl_engine_track_fd(rl_engine *eng, int fd);
 void rl_engine_forget_fd(rl_engine *eng, int fd);
+
+/* rl_loop.c: the loop. */
+void *rl_engine_main(void *arg);
+/* Run engine turns on the calling thread (which must not hold the GIL or
+ * eng->mu) until done(arg) returns non-zero, `until` passes, or a signal
+ * arrives -- but only if no one else is running the engine right now.
+ * Returns 1 if it ran, 0 if the engine was busy elsewhere. */
+int rl_engine_drive(rl_engine *eng, int (*done)(void *arg), void *arg, int64_t until);
+
+/* rl_engine.c internals shared with rl_loop.c. */
+void rl_engine_run_commands(rl_engine *eng);
+void rl_engine_wake(rl_engine *eng);
 
 /* Stop every lease (releasing held keys), then the thread; waits up to
  * timeout_us.  Returns 0 when the thread has ended. */

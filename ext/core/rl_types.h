@@ -176,6 +176,19 @@ typedef struct rl_cmd {
 #define RL_MAX_FDS 4096
 
 struct rl_engine {
+    /* run_mu: held by whoever runs the engine loop -- the engine thread, or
+     * an API thread that is blocked waiting anyway (rl_engine_drive).  All
+     * "engine thread only" state is guarded by it.  Lock order: run_mu, mu,
+     * ev_mu. */
+    pthread_mutex_t run_mu;
+    unsigned turns;               /* under run_mu: turns run by other threads */
+    atomic_int driving;           /* an API thread is running turns */
+    int eng_polling;              /* under run_mu: engine thread is in ppoll... */
+    int64_t eng_poll_until;       /* ...until then... */
+    uint64_t eng_poll_sig;        /* ...on this poll set */
+    struct pollfd *drv_pfd;       /* under run_mu: poll set of driving threads */
+    struct rl_conn **drv_conn;
+    size_t drv_cap;
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* broadcast when anything published changes */
     int wake_fd;                  /* eventfd: wakes the engine thread */

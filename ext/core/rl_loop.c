@@ -1,0 +1,248 @@
+/* The engine loop: run commands and due timers, flush writes, poll the
+ * sockets.  Normally the engine thread runs it.  A thread that is blocked in
+ * a wait anyway (GIL released) may run turns itself while the engine thread
+ * sleeps in ppoll: its reply then wakes it straight from the socket, with no
+ * hand-off between threads -- the difference between one and three wake-ups
+ * per request on a fast network. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/async.h>
+
+#include "rl_clock.h"
+#include "rl_conn.h"
+#include "rl_endpoint.h"
+#include "rl_engine.h"
+
+#define RL_DRAIN_MAX_US 3000000
+#define RL_MAX_POLL_US 1000000
+
+static void run_timers(rl_engine *e, int64_t now)
+{
+    rl_timer *t;
+    while ((t = rl_heap_peek(&e->timers)) && t->when <= now) {
+        rl_heap_cancel(&e->timers, t);
+        t->fn(t, now);
+    }
+}
+
+/* Commands queued by a turn go out at once instead of after another poll. */
+static void flush_writes(rl_engine *e)
+{
+    for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
+        if (ep->cmd.ac && ep->cmd.state >= RL_C_HANDSHAKE && (ep->cmd.events & POLLOUT))
+            redisAsyncHandleWrite(ep->cmd.ac);
+        if (ep->sub.ac && ep->sub.state >= RL_C_HANDSHAKE && (ep->sub.events & POLLOUT))
+            redisAsyncHandleWrite(ep->sub.ac);
+    }
+}
+
+static void turn_work(rl_engine *e)
+{
+    rl_engine_run_commands(e);
+    run_timers(e, rl_now_us());
+    flush_writes(e);
+}
+
+/* Builds the poll set: the wake-up eventfd, then every socket hiredis wants
+ * polled.  Returns its size (0 on OOM). */
+static size_t build_poll(rl_engine *e, struct pollfd **pfd, rl_conn ***pconn, size_t *cap)
+{
+    size_t neps = 0;
+    for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
+        neps++;
+    if (2 * neps + 1 > *cap) {
+        size_t ncap = 2 * neps + 16;
+        struct pollfd *np = realloc(*pfd, ncap * sizeof *np);
+        if (np)
+            *pfd = np;
+        rl_conn **nc = realloc(*pconn, ncap * sizeof *nc);
+        if (nc)
+            *pconn = nc;
+        if (!np || !nc)
+            return 0;
+        *cap = ncap;
+    }
+    size_t n = 0;
+    (*pfd)[n].fd = e->wake_fd;
+    (*pfd)[n].events = POLLIN;
+    (*pconn)[n++] = NULL;
+    for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
+        rl_conn *cs[2] = {&ep->cmd, &ep->sub};
+        for (int i = 0; i < 2; i++) {
+            if (cs[i]->fd >= 0 && cs[i]->events) {
+                (*pfd)[n].fd = cs[i]->fd;
+                (*pfd)[n].events = cs[i]->events;
+                (*pconn)[n++] = cs[i];
+            }
+        }
+    }
+    return n;
+}
+
+static uint64_t poll_sig(const struct pollfd *pfd, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (uint64_t)(unsigned)pfd[i].fd) * 1099511628211ULL;
+        h = (h ^ (uint64_t)(unsigned short)pfd[i].events) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static void handle_ready(rl_engine *e, struct pollfd *pfd, rl_conn **pconn, size_t n)
+{
+    if (pfd[0].revents) {
+        uint64_t v;
+        ssize_t r = read(e->wake_fd, &v, sizeof v);
+        (void)r;
+    }
+    for (size_t i = 1; i < n; i++) {
+        /* An earlier handler may have closed this connection, or a new
+         * socket may have taken its place: check it is still the same. */
+        if (pfd[i].revents && pconn[i]->fd == pfd[i].fd)
+            rl_conn_handle(pconn[i], pfd[i].revents);
+    }
+}
+
+static int64_t next_wait(rl_engine *e, int64_t now, int64_t cap)
+{
+    int64_t wait_us = cap;
+    rl_timer *t = rl_heap_peek(&e->timers);
+    if (t)
+        wait_us = t->when > now ? t->when - now : 0;
+    return wait_us < cap ? wait_us : cap;
+}
+
+static int do_poll(struct pollfd *pfd, size_t n, int64_t wait_us)
+{
+    struct timespec ts = {(time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000};
+    return ppoll(pfd, n, &ts, NULL);
+}
+
+void *rl_engine_main(void *arg)
+{
+    rl_engine *e = arg;
+    struct pollfd *pfd = NULL;
+    rl_conn **pconn = NULL;
+    size_t cap = 0;
+    int64_t drain_until = 0;
+
+    pthread_mutex_lock(&e->run_mu);
+    for (;;) {
+        turn_work(e);
+        int64_t now = rl_now_us();
+        if (e->draining) {
+            if (!drain_until)
+                drain_until = now + RL_DRAIN_MAX_US;
+            if (e->nactive == 0 || now >= drain_until)
+                break;
+        }
+        size_t n = build_poll(e, &pfd, &pconn, &cap);
+        int64_t wait_us = next_wait(e, now, RL_MAX_POLL_US);
+        if (e->draining && drain_until - now < wait_us)
+            wait_us = drain_until > now ? drain_until - now : 0;
+        unsigned turns = e->turns;
+        e->eng_polling = 1;
+        e->eng_poll_until = rl_now_us() + wait_us;
+        e->eng_poll_sig = poll_sig(pfd, n);
+        pthread_mutex_unlock(&e->run_mu);
+        int rc = n ? do_poll(pfd, n, wait_us) : (usleep(1000), 0);
+        pthread_mutex_lock(&e->run_mu);
+        e->eng_polling = 0;
+        if (rc <= 0)
+            continue;
+        if (turns != e->turns) {
+            /* Someone else ran the loop meanwhile: these results may name
+             * sockets that are gone.  Poll afresh (level-triggered). */
+            if (pfd[0].revents) {
+                uint64_t v;
+                ssize_t r = read(e->wake_fd, &v, sizeof v);
+                (void)r;
+            }
+            continue;
+        }
+        handle_ready(e, pfd, pconn, n);
+    }
+
+    /* Drained (or out of time): close every endpoint. */
+    while (e->endpoints) {
+        rl_endpoint *ep = e->endpoints;
+        /* Leases still attached keep their memory; they just lose the endpoint. */
+        for (rl_lease *l = ep->leases; l; l = l->ep_next)
+            l->ep = NULL;
+        ep->leases = NULL;
+        rl_endpoint_free(ep);
+    }
+    free(pfd);
+    free(pconn);
+    pthread_mutex_lock(&e->mu);
+    e->quit = 1;
+    rl_engine_notify(e);
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->run_mu);
+    return NULL;
+}
+
+/* The engine thread holds run_mu only for short turns: worth a short wait.
+ * Another waiting thread may hold it for a whole wait slice: not worth it. */
+static int take_run_mu(rl_engine *e)
+{
+    if (pthread_mutex_trylock(&e->run_mu) == 0)
+        return 1;
+    if (atomic_load(&e->driving))
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return pthread_mutex_timedlock(&e->run_mu, &ts) == 0;
+}
+
+int rl_engine_drive(rl_engine *e, int (*done)(void *arg), void *arg, int64_t until)
+{
+    if (!take_run_mu(e))
+        return 0;
+    if (e->draining || e->quit) {
+        pthread_mutex_unlock(&e->run_mu);
+        return 0;
+    }
+    atomic_store(&e->driving, 1);
+    for (;;) {
+        turn_work(e);
+        if (e->draining || done(arg))
+            break;
+        int64_t now = rl_now_us();
+        if (now >= until)
+            break;
+        size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
+        if (!n)
+            break;
+        int rc = do_poll(e->drv_pfd, n, next_wait(e, now, until - now));
+        if (rc < 0 && errno == EINTR)
+            break;           /* let the caller look at its signals */
+        if (rc > 0)
+            handle_ready(e, e->drv_pfd, e->drv_conn, n);
+    }
+    e->turns++;
+    /* Wake the engine thread only if what it sleeps on is out of date: a
+     * new socket or interest, or a timer due before its poll times out. */
+    int wake = 0;
+    if (e->eng_polling) {
+        size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
+        rl_timer *t = rl_heap_peek(&e->timers);
+        wake = !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig ||
+               (t && t->when < e->eng_poll_until);
+    }
+    atomic_store(&e->driving, 0);
+    pthread_mutex_unlock(&e->run_mu);
+    if (wake)
+        rl_engine_wake(e);
+    return 1;
+}
