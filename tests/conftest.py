@@ -133,6 +133,23 @@ def pytest_sessionfinish(session, exitstatus):
     procs.kill_all_registered()
 
 
+EXIT_GRACE = 60.0
+
+
+def pytest_unconfigure(config):
+    """Guard the interpreter exit: a library that hangs in its atexit/thread
+    shutdown must not hang the whole run.  Exit code 71 flags it."""
+    def guard():
+        time.sleep(EXIT_GRACE)
+        sys.stderr.write(f"\n*** interpreter exit hung for {EXIT_GRACE:.0f}s after the test run "
+                         f"(atexit handlers or non-daemon threads); forcing exit 71 ***\n")
+        faulthandler.dump_traceback(all_threads=True)
+        procs.kill_all_registered()
+        os._exit(71)
+
+    threading.Thread(target=guard, name="test-exit-guard", daemon=True).start()
+
+
 # ---------------------------------------------------------------------------
 # thread-leak check
 # ---------------------------------------------------------------------------

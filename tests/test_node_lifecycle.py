@@ -38,24 +38,29 @@ def test_gc_of_started_node_releases_lease(rl, redis_server, key):
                desc="a garbage-collected leader releases its lease")
 
 
-def test_gc_of_node_in_reference_cycle(rl, redis_server, key):
+def _leader_in_a_cycle(rl, url, key):
+    """Start a leader whose only references form a cycle; return a weakref."""
     holder = {}
 
     def on_elected(token):
-        holder["node_seen"] = holder.get("node") is not None
+        holder["elected"] = token
 
-    node = rl.DistributionNode(redis_server.url(), key, ttl=30.0, on_elected=on_elected)
+    node = rl.DistributionNode(url, key, ttl=30.0, on_elected=on_elected)
     holder["node"] = node          # cycle: node -> callback -> closure -> holder -> node
     if hasattr(node, "__dict__"):
-        node.on_cycle = holder
+        node.self_ref = node
     node.start()
     try:
         assert node.wait_for_leadership(10)
     except BaseException:
         node.stop()
         raise
-    ref = weakref.ref(node)
-    del node, holder
+    return weakref.ref(node)
+
+
+def test_gc_of_node_in_reference_cycle(rl, redis_server, key):
+    ref = _leader_in_a_cycle(rl, redis_server.url(), key)
+    assert redis_server.cmd("EXISTS", key) == 1
     for _ in range(3):
         gc.collect()
     wait_until(lambda: redis_server.cmd("EXISTS", key) == 0, 10,

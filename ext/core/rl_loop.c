@@ -237,7 +237,7 @@ int rl_engine_drive(rl_engine *e, int (*done)(void *arg), void *arg, int64_t unt
     if (e->eng_polling) {
         size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
         rl_timer *t = rl_heap_peek(&e->timers);
-        wake = !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig ||
+        wake = e->draining || !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig ||
                (t && t->when < e->eng_poll_until);
     }
     atomic_store(&e->driving, 0);

@@ -26,23 +26,28 @@ PASS_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 PR_SET_PDEATHSIG = 1
 
 
-def _child_setup_factory():
-    """preexec_fn for CMD: own process group; SIGKILL if redlease dies."""
-    prctl = None
-    try:
-        import ctypes
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError, ImportError):
-        prctl = None
-    parent = os.getpid()
+_prctl = []
 
-    def setup():
-        os.setpgid(0, 0)
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-            if os.getppid() != parent:   # the parent died before prctl
-                os._exit(EXIT_LOST)
-    return setup
+
+def _child_setup():
+    """preexec_fn for CMD: its own process group, and SIGKILL when redlease dies."""
+    os.setpgid(0, 0)
+    if _prctl and _prctl[0] is not None:
+        _prctl[0](PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != _prctl[1]:   # redlease died before prctl took effect
+            os._exit(EXIT_LOST)
+
+
+def _child_setup_prepare():
+    """Look prctl up before forking (nothing is imported in the child)."""
+    if not _prctl:
+        try:
+            import ctypes
+            fn = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError, ImportError):
+            fn = None
+        _prctl[:] = [fn, os.getpid()]
+    _prctl[1] = os.getpid()
 
 
 def exit_code_of(returncode):
@@ -249,8 +254,9 @@ class Runner:
                 self.info("lost the lease of %r (%s): SIGTERM to CMD (pid %d), SIGKILL in %g s"
                           % (self.key, reason, proc.pid, args.grace))
                 self._signal_group(signal.SIGTERM)
-                now = time.monotonic()
-                self.kill_at = min(self.kill_at or now + args.grace, now + args.grace)
+                deadline = time.monotonic() + args.grace
+                if self.kill_at is None or self.kill_at > deadline:
+                    self.kill_at = deadline
         # 4. Grace period over?
         if proc is not None and self.kill_at is not None and time.monotonic() >= self.kill_at:
             self.info("CMD (pid %d) still running after %g s: SIGKILL" % (proc.pid, args.grace))
@@ -269,13 +275,13 @@ class Runner:
         env["REDLEASE_TOKEN"] = str(token)
         env["REDLEASE_NODE_ID"] = self.node.node_id
         cmd = self.args.cmd
+        _child_setup_prepare()
         try:
-            self.proc = subprocess.Popen(cmd, env=env, close_fds=True,
-                                         preexec_fn=_child_setup_factory())
-        except OSError as exc:
-            code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_CANNOT_EXEC
-            self._write("cannot run %r: %s" % (cmd[0], exc.strerror or exc))
-            return code
+            self.proc = subprocess.Popen(cmd, env=env, close_fds=True, preexec_fn=_child_setup)
+        except (OSError, subprocess.SubprocessError) as exc:
+            not_found = isinstance(exc, OSError) and exc.errno == errno.ENOENT
+            self._write("cannot run %r: %s" % (cmd[0], getattr(exc, "strerror", None) or exc))
+            return EXIT_NOT_FOUND if not_found else EXIT_CANNOT_EXEC
         self.proc_token = token
         self.info("leading %r (fencing token %d): started CMD (pid %d)"
                   % (self.key, token, self.proc.pid))

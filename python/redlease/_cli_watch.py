@@ -32,10 +32,6 @@ def format_event(t, kind, holder, previous, as_json=False):
 def cmd_watch(args):
     import redlease
     url = resolve_url(args)
-    watch_cls = getattr(redlease, "Watch", None)
-    if watch_cls is None:
-        raise CliError("this build of redlease has no redlease.Watch")
-
     events = queue.SimpleQueue()
 
     def on_change(kind, holder):
@@ -49,7 +45,10 @@ def cmd_watch(args):
     rc = EXIT_OK
     try:
         try:
-            watch = watch_cls(url, args.key, on_change=on_change)
+            # Fail fast (exit 1) on a wrong URL, password or an unreachable
+            # server; once watching, errors are printed and retried.
+            redlease.key_status(url, args.key, timeout=5.0)
+            watch = redlease.Watch(url, args.key, on_change=on_change)
             watch.start()
         except (_Terminated, KeyboardInterrupt):
             raise

@@ -22,6 +22,7 @@ Exit codes:
 """
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -114,18 +115,6 @@ def error_message(exc, url):
     return "%s: %s" % (what, scrub(exc, url))
 
 
-def key_status(url, key, timeout=5.0):
-    """redlease.key_status(); a Lock status query where that is not available."""
-    import redlease
-    fn = getattr(redlease, "key_status", None)
-    if fn is not None:
-        return fn(url, key, timeout=timeout)
-    holder, pttl, token = redlease.Lock(url, key).status(timeout)
-    exists = pttl != -2
-    return {"key": key, "exists": exists, "holder": holder,
-            "ttl": pttl / 1000.0 if pttl >= 0 else None, "token": token}
-
-
 def positive_float(text):
     try:
         v = float(text)
@@ -173,9 +162,10 @@ def format_status(st):
 
 
 def cmd_status(args):
+    import redlease
     url = resolve_url(args)
     try:
-        st = key_status(url, args.key, timeout=args.timeout)
+        st = redlease.key_status(url, args.key, timeout=args.timeout)
     except Exception as exc:  # noqa: BLE001 - reported in one line
         raise CliError(error_message(exc, url))
     st = dict(st)
@@ -230,8 +220,11 @@ def build_parser(prog=None):
         help="print a line at every change of a key's holder",
         description="Print the current holder of KEY, then one timestamped line at every "
                     "change: elected (a new holder), released (the holder let go), expired "
-                    "(the holder's lease ran out).  Runs until Ctrl-C (exit 130), or until "
-                    "--count changes were seen (exit 0).")
+                    "(the holder's lease ran out).  Releases are pushed by the releasing node; "
+                    "expiry is caught by a timer aimed at the key's PTTL.  Runs until Ctrl-C "
+                    "(exit 130) or SIGTERM (143), or until --count changes were seen (exit 0).  "
+                    "Exits 1 if Redis cannot be reached at start; later connection errors are "
+                    "printed on stderr while it retries.")
     p.add_argument("key", metavar="KEY", help="the lease key")
     p.add_argument("--count", type=positive_int, metavar="N",
                    help="exit 0 after N changes (the initial state does not count)")
@@ -343,6 +336,9 @@ def main(argv=None, prog=None):
     """Entry point of the ``redlease`` console script; returns the exit code."""
     if argv is None:
         argv = sys.argv[1:]
+    # The commands report the library's errors themselves, in one line each:
+    # keep its log records from reaching stderr through logging.lastResort.
+    logging.getLogger("redlease").addHandler(logging.NullHandler())
     try:
         args = parse_args(list(argv), prog)
     except KeyboardInterrupt:
