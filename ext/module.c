@@ -263,6 +263,7 @@ static int module_exec(PyObject *m)
     }
     Py_DECREF(v);
     if (PyModule_AddIntConstant(m, "HAS_TLS", rl_has_tls()) < 0 ||
+        PyModule_AddIntConstant(m, "LEASE_STATE_BYTES", (long)rl_lease_struct_size()) < 0 ||
         PyModule_AddIntConstant(m, "EV_ELECTED", RL_EV_ELECTED) < 0 ||
         PyModule_AddIntConstant(m, "EV_REVOKED", RL_EV_REVOKED) < 0 ||
         PyModule_AddIntConstant(m, "EV_LEADER", RL_EV_LEADER) < 0 ||

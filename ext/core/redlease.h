@@ -87,6 +87,7 @@ void rl_engine_get_info(rl_engine_info *out);
 const char *rl_hiredis_version_string(void);
 void rl_hiredis_version(int *major, int *minor, int *patch);
 int rl_has_tls(void);
+size_t rl_lease_struct_size(void);     /* bytes of one lease's state (without its strings) */
 
 /* asyncio: an fd (eventfd or pipe) that gets 8 bytes whenever a lease's
  * published state changes, so an event loop can re-check its waiters. */

@@ -120,6 +120,8 @@ static void lease_free(rl_lease *l)
     free(l->leader);
     free(l->last_error);
     free(l->q_holder);
+    free(l->q_err);
+    free(l->fatal_msg);
     free(l);
 }
 
@@ -323,7 +325,7 @@ int rl_lease_query_wait(rl_lease *l, uint64_t ticket, int64_t max_us, rl_query *
     for (;;) {
         if (l->q_seq >= ticket) {
             if (l->q_errkind) {
-                rc = rl_seterr(err, l->q_errkind, "%s", l->q_err);
+                rc = rl_seterr(err, l->q_errkind, "%s", l->q_err ? l->q_err : "status query failed");
             } else {
                 out->pttl = l->q_pttl;
                 out->token = l->q_token;
@@ -397,7 +399,7 @@ static int wait_cond(rl_lease *l, rl_engine *e, int what, rl_error *err)
         if (rl_lease_is_leader(l))
             return 1;
         if (l->fatal_kind && l->pub_phase == RL_P_RUNNING)
-            return rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg);
+            return rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg ? l->fatal_msg : "failed");
         if (e->quit)
             return rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
         if (what == RL_WAIT_LOCK && l->lock_done)
@@ -540,7 +542,8 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out)
     out->last_rtt_us = l->st_last_rtt_us;
     unsigned n = l->st_rtt_n < RL_RTT_RING ? l->st_rtt_n : RL_RTT_RING;
     int64_t rtt[RL_RTT_RING];
-    memcpy(rtt, l->st_rtt, n * sizeof rtt[0]);
+    for (unsigned i = 0; i < n; i++)
+        rtt[i] = l->st_rtt[i];
     pthread_mutex_unlock(&e->mu);
     if (n) {
         qsort(rtt, n, sizeof rtt[0], cmp_i64);
@@ -606,4 +609,9 @@ int rl_waker_add(int fd, rl_error *err)
 void rl_waker_remove(int fd)
 {
     rl_engine_remove_waker(fd);
+}
+
+size_t rl_lease_struct_size(void)
+{
+    return sizeof(rl_lease);
 }

@@ -1,4 +1,5 @@
 #include "rl_campaign.h"
+#include "rl_campaign_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,7 @@
 
 static void act_fire(rl_timer *t, int64_t now);
 static void dl_fire(rl_timer *t, int64_t now);
-static void maybe_finish_stop(rl_lease *l);
 static void ensure_planned(rl_lease *l, int64_t now);
-static void send_query_if_ready(rl_lease *l);
-static void publish_query(rl_lease *l, int errkind, const char *err, const redisReply *r);
-
-static rl_engine *eng_of(const rl_lease *l) { return atomic_load(&l->eng); }
 
 void rl_campaign_init(rl_lease *l)
 {
@@ -29,12 +25,11 @@ void rl_campaign_init(rl_lease *l)
     rl_timer_init(&l->dl_timer, dl_fire);
 }
 
-static void act_at(rl_lease *l, int64_t when)
+void rl_act_at(rl_lease *l, int64_t when)
 {
-    rl_heap_set(&eng_of(l)->timers, &l->act_timer, when);
+    rl_heap_set(&rl_lease_eng(l)->timers, &l->act_timer, when);
 }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Renewals are planned on a grid (a tenth of the interval, at most 10 ms,
  * rounded down: a little early is harmless) so that the renewals of many
@@ -42,116 +37,26 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t renew_time(const rl_lease *l)
 {
     int64_t when = l->t_send + l->renew_us;
-    int64_t grid = min64(l->renew_us / 10, 10000);
+    int64_t grid = rl_min64(l->renew_us / 10, 10000);
     return grid > 1 ? when - when % grid : when;
 }
 
-static int64_t backoff(rl_lease *l, int64_t cap)
+int64_t rl_backoff(rl_lease *l, int64_t cap)
 {
     int64_t d = RL_BACKOFF_MIN_US;
     for (unsigned i = 1; i < l->err_streak && d < cap; i++)
         d *= 2;
-    return rl_engine_jitter(eng_of(l), min64(d, cap));
-}
-
-/* ---- publishing (what API threads read) ---- */
-
-static void publish_deadline(rl_lease *l, int64_t token, int64_t deadline)
-{
-    atomic_fetch_add(&l->seq, 1);
-    atomic_store(&l->token, token);
-    atomic_store(&l->deadline, deadline);
-    atomic_fetch_add(&l->seq, 1);
-}
-
-static void emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len)
-{
-    rl_engine_emit(eng_of(l), l->id, kind, token, text, len);
-}
-
-static void set_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int force);
-
-static void set_leader(rl_lease *l, const char *id, size_t len)
-{
-    set_leader_cause(l, id, len, 0, 0);
-}
-
-static void set_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int force)
-{
-    rl_engine *eng = eng_of(l);
-    int changed;
-    pthread_mutex_lock(&eng->mu);
-    if (!id)
-        changed = l->leader != NULL;
-    else
-        changed = !l->leader || l->leaderlen != len || memcmp(l->leader, id, len) != 0;
-    if (changed) {
-        char *copy = NULL;
-        if (id && (copy = malloc(len + 1))) {
-            memcpy(copy, id, len);
-            copy[len] = 0;
-        }
-        free(l->leader);
-        l->leader = copy;
-        l->leaderlen = copy ? len : 0;
-    }
-    pthread_mutex_unlock(&eng->mu);
-    if (changed || force)
-        emit(l, RL_EV_LEADER, cause, id, id ? len : 0);
-}
-
-static void note_error(rl_lease *l, int fatal_kind, const char *msg)
-{
-    rl_engine *eng = eng_of(l);
-    int changed;
-    pthread_mutex_lock(&eng->mu);
-    changed = !l->last_error || strcmp(l->last_error, msg) != 0;
-    if (changed) {
-        free(l->last_error);
-        l->last_error = strdup(msg);
-    }
-    if (fatal_kind) {
-        l->fatal_kind = fatal_kind;
-        snprintf(l->fatal_msg, sizeof l->fatal_msg, "%s", msg);
-        rl_engine_notify(eng);
-    }
-    pthread_mutex_unlock(&eng->mu);
-    if (changed)
-        emit(l, RL_EV_ERROR, fatal_kind, msg, strlen(msg));
-}
-
-static void clear_error(rl_lease *l)
-{
-    rl_engine *eng = eng_of(l);
-    int had;
-    l->err_streak = 0;
-    pthread_mutex_lock(&eng->mu);
-    had = l->last_error != NULL;
-    free(l->last_error);
-    l->last_error = NULL;
-    l->fatal_kind = 0;
-    pthread_mutex_unlock(&eng->mu);
-    if (had)
-        emit(l, RL_EV_RECOVERED, 0, NULL, 0);
-}
-
-static void publish_phase(rl_lease *l, int phase)
-{
-    rl_engine *eng = eng_of(l);
-    pthread_mutex_lock(&eng->mu);
-    l->pub_phase = phase;
-    rl_engine_notify(eng);
-    pthread_mutex_unlock(&eng->mu);
+    return rl_engine_jitter(rl_lease_eng(l), rl_min64(d, cap));
 }
 
 /* ---- leadership transitions ---- */
 
 static void step_down(rl_lease *l, const char *reason, int voluntary)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     l->phase = RL_L_CAMPAIGN;
     l->lead_deadline = 0;
-    publish_deadline(l, atomic_load(&l->token), 0);
+    rl_pub_deadline(l, atomic_load(&l->token), 0);
     rl_heap_cancel(&eng->timers, &l->dl_timer);
     pthread_mutex_lock(&eng->mu);
     if (!voluntary)
@@ -160,7 +65,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
         l->lock_done = 1;
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
-    emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
+    rl_pub_emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
 }
 
 /* After losing the lease: a node campaigns again, a lock waits for its
@@ -168,60 +73,48 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
 static void after_loss(rl_lease *l, int64_t when)
 {
     if (l->mode == RL_MODE_LOCK)
-        rl_heap_cancel(&eng_of(l)->timers, &l->act_timer);
+        rl_heap_cancel(&rl_lease_eng(l)->timers, &l->act_timer);
     else
-        act_at(l, when);
+        rl_act_at(l, when);
 }
 
-static int send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval);
 static void acq_reply(redisAsyncContext *ac, void *r, void *priv);
 static void renew_reply(redisAsyncContext *ac, void *r, void *priv);
 static void rel_reply(redisAsyncContext *ac, void *r, void *priv);
 
-static void count_release(rl_lease *l, int delta)
-{
-    rl_engine *eng = eng_of(l);
-    l->rel_pending += delta;
-    pthread_mutex_lock(&eng->mu);
-    l->pub_releasing = l->rel_pending;
-    if (!l->rel_pending)
-        rl_engine_notify(eng);
-    pthread_mutex_unlock(&eng->mu);
-}
-
 static void send_release(rl_lease *l)
 {
     l->held = 0;
-    if (l->ep && rl_endpoint_ready(l->ep) && send_script(l, RL_SCRIPT_RELEASE, rel_reply, 0) == 0)
-        count_release(l, 1);
+    if (l->ep && rl_endpoint_ready(l->ep) && rl_send_script(l, RL_SCRIPT_RELEASE, rel_reply, 0) == 0)
+        rl_pub_releases(l, 1);
 }
 
 static void on_acquired(rl_lease *l, int64_t token, int64_t now)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     l->held = 1;
-    clear_error(l);
+    rl_pub_clear_error(l);
     if (l->phase != RL_L_CAMPAIGN)
         return;                          /* stopping: the release follows */
     int64_t dl = l->t_send + l->ttl_us - l->drift_us;
     if (dl <= now + 1000) {
         /* The reply came too late to lead on it.  The key is ours, so the
          * next acquire takes it again as a new term. */
-        act_at(l, now);
+        rl_act_at(l, now);
         return;
     }
     l->phase = RL_L_LEADING;
     l->lead_deadline = dl;
-    publish_deadline(l, token, dl);
+    rl_pub_deadline(l, token, dl);
     pthread_mutex_lock(&eng->mu);
     l->st_acquired++;
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
-    emit(l, RL_EV_ELECTED, token, NULL, 0);
-    set_leader(l, l->node_id, l->idlen);
+    rl_pub_emit(l, RL_EV_ELECTED, token, NULL, 0);
+    rl_pub_leader(l, l->node_id, l->idlen);
     rl_heap_set(&eng->timers, &l->dl_timer, dl);
     if (l->auto_renew)
-        act_at(l, renew_time(l));
+        rl_act_at(l, renew_time(l));
     else
         rl_heap_cancel(&eng->timers, &l->act_timer);
 }
@@ -229,13 +122,13 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
 /* A lock's single attempt (acquire(blocking=False)) is over without it. */
 static void lock_attempt_over(rl_lease *l, int errkind, const char *msg)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     rl_heap_cancel(&eng->timers, &l->act_timer);
     pthread_mutex_lock(&eng->mu);
     l->lock_done = 1;
     if (errkind) {
         l->fatal_kind = errkind;
-        snprintf(l->fatal_msg, sizeof l->fatal_msg, "%s", msg);
+        rl_set_text(&l->fatal_msg, msg);
     }
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
@@ -243,8 +136,8 @@ static void lock_attempt_over(rl_lease *l, int errkind, const char *msg)
 
 static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl, int64_t now)
 {
-    clear_error(l);
-    set_leader(l, holder, hlen);
+    rl_pub_clear_error(l);
+    rl_pub_leader(l, holder, hlen);
     if (l->phase != RL_L_CAMPAIGN)
         return;
     if (l->try_once) {
@@ -255,58 +148,59 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     if (l->rel_seen || pttl == -2)
         d = 0;
     else if (pttl >= 0)
-        d = min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
+        d = rl_min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
     else
         d = l->retry_us;                                        /* key without expiry */
-    int64_t spread = min64(d / 10, 5000);
+    int64_t spread = rl_min64(d / 10, 5000);
     if (spread > 0)
-        d += (int64_t)(rl_engine_rand(eng_of(l)) % (uint64_t)spread);
-    act_at(l, now + d);
+        d += (int64_t)(rl_engine_rand(rl_lease_eng(l)) % (uint64_t)spread);
+    rl_act_at(l, now + d);
 }
 
 static void attempt_failed(rl_lease *l, int kind, const char *msg, int64_t now)
 {
     l->err_streak++;
-    note_error(l, kind, msg);
+    rl_pub_error(l, kind, msg);
     if (l->phase != RL_L_CAMPAIGN)
         return;
     if (l->try_once) {
         lock_attempt_over(l, kind ? kind : RL_ECONN, msg);
         return;
     }
-    int64_t d = backoff(l, l->retry_us);
+    int64_t d = rl_backoff(l, l->retry_us);
     if (kind && d < l->retry_us)
         d = l->retry_us;
-    act_at(l, now + d);
+    rl_act_at(l, now + d);
 }
 
 static void renewed(rl_lease *l, int64_t now)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     int64_t dl = l->t_send + l->ttl_us - l->drift_us;
-    clear_error(l);
+    rl_pub_clear_error(l);
     if (dl > l->lead_deadline) {
         l->lead_deadline = dl;
-        publish_deadline(l, atomic_load(&l->token), dl);
+        rl_pub_deadline(l, atomic_load(&l->token), dl);
         rl_heap_set(&eng->timers, &l->dl_timer, dl);
     }
     pthread_mutex_lock(&eng->mu);
     l->st_renewals++;
     l->st_last_rtt_us = now - l->t_send;
-    l->st_rtt[l->st_rtt_n++ % RL_RTT_RING] = l->st_last_rtt_us;
+    l->st_rtt[l->st_rtt_n++ % RL_RTT_RING] =
+        l->st_last_rtt_us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)l->st_last_rtt_us;
     pthread_mutex_unlock(&eng->mu);
-    act_at(l, renew_time(l));
+    rl_act_at(l, renew_time(l));
 }
 
 static void renew_failed(rl_lease *l, const char *msg, int64_t now)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     l->err_streak++;
     pthread_mutex_lock(&eng->mu);
     l->st_renew_fail++;
     pthread_mutex_unlock(&eng->mu);
-    note_error(l, 0, msg);
-    act_at(l, now + backoff(l, l->renew_us));
+    rl_pub_error(l, 0, msg);
+    rl_act_at(l, now + rl_backoff(l, l->renew_us));
 }
 
 static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
@@ -319,13 +213,13 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
     else
         snprintf(reason, sizeof reason, "lost: the key expired or was deleted");
     step_down(l, reason, 0);
-    set_leader(l, holder, hlen);
+    rl_pub_leader(l, holder, hlen);
     after_loss(l, holder ? now + l->retry_us : now);
 }
 
 /* ---- requests ---- */
 
-static int send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
+int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
 {
     rl_endpoint *ep = l->ep;
     const char *argv[8];
@@ -366,7 +260,7 @@ static int send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
     return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
 }
 
-static void reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r)
+void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r)
 {
     if (!r)
         snprintf(buf, n, "%s: connection lost before the reply", what);
@@ -384,13 +278,13 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply)
         rl_conn_got_reply(&l->ep->cmd);
     if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 1) == 0) {
+        rl_send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 1) == 0) {
         l->t_send = now;
         return;
     }
     l->busy = RL_REQ_NONE;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_msg(msg, sizeof msg, "acquire failed", reply);
+        rl_reply_error_msg(msg, sizeof msg, "acquire failed", reply);
         attempt_failed(l, reply ? rl_reply_errkind(reply->str, reply->len) : 0, msg, now);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER) {
@@ -411,7 +305,7 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     l->rel_seen = 0;
     ensure_planned(l, now);
-    maybe_finish_stop(l);
+    rl_maybe_finish_stop(l);
 }
 
 static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -425,7 +319,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
         rl_conn_got_reply(&l->ep->cmd);
     if (reply && l->phase == RL_L_LEADING && reply->type == REDIS_REPLY_ERROR &&
         rl_reply_is_noscript(reply->str, reply->len) &&
-        send_script(l, RL_SCRIPT_RENEW, renew_reply, 1) == 0) {
+        rl_send_script(l, RL_SCRIPT_RENEW, renew_reply, 1) == 0) {
         l->t_send = now;
         return;
     }
@@ -433,7 +327,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     if (l->phase != RL_L_LEADING) {
         /* We stepped down meanwhile; the answer no longer matters. */
     } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_msg(msg, sizeof msg, "renew failed", reply);
+        rl_reply_error_msg(msg, sizeof msg, "renew failed", reply);
         renew_failed(l, msg, now);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         renewed(l, now);
@@ -444,7 +338,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
         lost(l, NULL, 0, now);
     }
     ensure_planned(l, now);
-    maybe_finish_stop(l);
+    rl_maybe_finish_stop(l);
 }
 
 static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -456,72 +350,16 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     if (reply)
         rl_conn_got_reply(&l->ep->cmd);
     if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        send_script(l, RL_SCRIPT_RELEASE, rel_reply, 1) == 0)
+        rl_send_script(l, RL_SCRIPT_RELEASE, rel_reply, 1) == 0)
         return;
-    count_release(l, -1);
+    rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
-        note_error(l, 0, msg);
+        rl_reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
+        rl_pub_error(l, 0, msg);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
-        set_leader(l, NULL, 0);
+        rl_pub_leader(l, NULL, 0);
     }
-    maybe_finish_stop(l);
-}
-
-/* ---- watch mode: follow the holder without campaigning ---- */
-
-static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    rl_lease *l = priv;
-    redisReply *reply = r;
-    int64_t now = rl_now_us();
-    char msg[400];
-    (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        send_script(l, RL_SCRIPT_STATUS, watch_reply, 1) == 0)
-        return;
-    l->busy = RL_REQ_NONE;
-    if (l->phase != RL_L_CAMPAIGN) {
-        maybe_finish_stop(l);
-        return;
-    }
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
-        reply_error_msg(msg, sizeof msg, "status query failed", reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL);
-        l->err_streak++;
-        note_error(l, 0, msg);
-        act_at(l, now + backoff(l, l->retry_us));
-        return;
-    }
-    clear_error(l);
-    redisReply *h = reply->element[0], *p = reply->element[1];
-    const char *holder = h->type == REDIS_REPLY_STRING ? h->str : NULL;
-    size_t hlen = holder ? h->len : 0;
-    long long pttl = p->type == REDIS_REPLY_INTEGER ? p->integer : -2;
-    if (!l->watch_started) {
-        l->watch_started = 1;
-        set_leader_cause(l, holder, hlen, RL_WATCH_INITIAL, 1);
-    } else {
-        /* A release notice clears the holder first; gone without one: expired. */
-        set_leader_cause(l, holder, hlen, holder ? RL_WATCH_ELECTED : RL_WATCH_EXPIRED, 0);
-    }
-    int64_t d = l->retry_us;
-    if (holder && pttl >= 0 && (int64_t)pttl * 1000 + 1000 < d)
-        d = (int64_t)pttl * 1000 + 1000;   /* look again right after it expires */
-    act_at(l, now + d);
-}
-
-static void watch_message(rl_lease *l, const char *p, size_t len)
-{
-    if (l->phase != RL_L_CAMPAIGN)
-        return;
-    if (p[0] == 'R')
-        set_leader_cause(l, NULL, 0, RL_WATCH_RELEASED, 0);
-    else if (p[0] == 'A')
-        set_leader_cause(l, p + 1, len - 1, RL_WATCH_ELECTED, 0);
-    if (!l->busy)
-        act_at(l, rl_now_us());     /* fetch the new PTTL */
+    rl_maybe_finish_stop(l);
 }
 
 /* ---- timers ---- */
@@ -534,8 +372,8 @@ static void act_fire(rl_timer *t, int64_t now)
     if (l->mode == RL_MODE_WATCH) {
         if (l->phase != RL_L_CAMPAIGN)
             return;
-        if (!rl_endpoint_ready(l->ep) || send_script(l, RL_SCRIPT_STATUS, watch_reply, 0) < 0) {
-            act_at(l, now + RL_WAIT_CONN_US);
+        if (!rl_endpoint_ready(l->ep) || rl_watch_send(l) < 0) {
+            rl_act_at(l, now + RL_WAIT_CONN_US);
             return;
         }
         l->busy = RL_REQ_WATCH;
@@ -543,25 +381,25 @@ static void act_fire(rl_timer *t, int64_t now)
     }
     if (l->phase == RL_L_CAMPAIGN) {
         if (now < l->resign_until) {
-            act_at(l, l->resign_until);
+            rl_act_at(l, l->resign_until);
             return;
         }
         if (!rl_endpoint_ready(l->ep)) {
-            act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
+            rl_act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
             return;
         }
-        if (send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 0) < 0) {
+        if (rl_send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 0) < 0) {
             l->err_streak++;
-            act_at(l, now + backoff(l, l->retry_us));
+            rl_act_at(l, now + rl_backoff(l, l->retry_us));
             return;
         }
         l->busy = RL_REQ_ACQ;
         l->t_send = now;
         l->rel_seen = 0;
     } else if (l->phase == RL_L_LEADING) {
-        if (!rl_endpoint_ready(l->ep) || send_script(l, RL_SCRIPT_RENEW, renew_reply, 0) < 0) {
+        if (!rl_endpoint_ready(l->ep) || rl_send_script(l, RL_SCRIPT_RENEW, renew_reply, 0) < 0) {
             l->err_streak++;
-            act_at(l, now + backoff(l, l->renew_us));
+            rl_act_at(l, now + rl_backoff(l, l->renew_us));
             return;
         }
         l->busy = RL_REQ_RENEW;
@@ -581,98 +419,12 @@ static void dl_fire(rl_timer *t, int64_t now)
         char msg[256];
         snprintf(msg, sizeof msg, "lease expired locally: no reply to the renew sent %.3f s ago",
                  (double)(now - l->t_send) / 1e6);
-        note_error(l, 0, msg);
+        rl_pub_error(l, 0, msg);
     } else if (!l->last_error && l->auto_renew) {   /* only the engine writes it */
-        note_error(l, 0, "lease expired locally: the renewal could not be sent (no connection)");
+        rl_pub_error(l, 0, "lease expired locally: the renewal could not be sent (no connection)");
     }
     step_down(l, reason, 0);
     after_loss(l, now);
-}
-
-/* ---- status query (lock.locked(), CLI status) ---- */
-
-static void publish_query(rl_lease *l, int errkind, const char *err, const redisReply *r)
-{
-    rl_engine *eng = eng_of(l);
-    pthread_mutex_lock(&eng->mu);
-    free(l->q_holder);
-    l->q_holder = NULL;
-    l->q_holderlen = 0;
-    l->q_pttl = -2;
-    l->q_token = -1;
-    l->q_errkind = errkind;
-    snprintf(l->q_err, sizeof l->q_err, "%s", err ? err : "");
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3) {
-        redisReply *h = r->element[0], *p = r->element[1], *t = r->element[2];
-        if (h->type == REDIS_REPLY_STRING && (l->q_holder = malloc(h->len + 1))) {
-            memcpy(l->q_holder, h->str, h->len);
-            l->q_holder[h->len] = 0;
-            l->q_holderlen = h->len;
-        }
-        if (p->type == REDIS_REPLY_INTEGER)
-            l->q_pttl = p->integer;
-        if (t->type == REDIS_REPLY_STRING)
-            l->q_token = strtoll(t->str, NULL, 10);
-    }
-    l->q_seq++;
-    rl_engine_notify(eng);
-    pthread_mutex_unlock(&eng->mu);
-}
-
-static void query_reply(redisAsyncContext *ac, void *r, void *priv)
-{
-    rl_lease *l = priv;
-    redisReply *reply = r;
-    char msg[400];
-    (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        send_script(l, RL_SCRIPT_STATUS, query_reply, 1) == 0)
-        return;
-    l->q_inflight = 0;
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_msg(msg, sizeof msg, "status query failed", reply);
-        publish_query(l, reply ? rl_reply_errkind(reply->str, reply->len) : RL_ECONN, msg, NULL);
-    } else {
-        publish_query(l, 0, NULL, reply);
-    }
-    if (l->q_wanted) {
-        send_query_if_ready(l);
-    } else if (l->q_temp && l->phase == RL_L_IDLE) {
-        l->q_temp = 0;
-        rl_endpoint_detach(l);
-        rl_engine_deactivate(eng_of(l), l);   /* may drop the last reference */
-        return;
-    }
-    maybe_finish_stop(l);
-}
-
-static void send_query_if_ready(rl_lease *l)
-{
-    if (!l->q_wanted || l->q_inflight || !l->ep || !rl_endpoint_ready(l->ep))
-        return;
-    if (send_script(l, RL_SCRIPT_STATUS, query_reply, 0) == 0) {
-        l->q_wanted = 0;
-        l->q_inflight = 1;
-    }
-}
-
-void rl_campaign_query(rl_engine *eng, rl_lease *l)
-{
-    if (!l->ep) {
-        rl_endpoint *ep = rl_endpoint_get(eng, l);
-        if (!ep || rl_endpoint_attach(ep, l) < 0) {
-            publish_query(l, RL_ENOMEM, "out of memory", NULL);
-            rl_engine_deactivate(eng, l);
-            return;
-        }
-        l->q_temp = 1;
-    }
-    l->q_wanted = 1;
-    send_query_if_ready(l);
-    if (!l->q_inflight && l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
-        publish_query(l, l->ep->fatal_kind, l->ep->fatal_msg, NULL);
 }
 
 /* ---- commands ---- */
@@ -689,7 +441,7 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     if (!l->ep) {
         rl_endpoint *ep = rl_endpoint_get(eng, l);
         if (!ep || rl_endpoint_attach(ep, l) < 0) {
-            note_error(l, RL_ENOMEM, "out of memory while starting");
+            rl_pub_error(l, RL_ENOMEM, "out of memory while starting");
             rl_engine_deactivate(eng, l);
             return;
         }
@@ -706,13 +458,13 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     if (l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
-        note_error(l, l->ep->fatal_kind, l->ep->fatal_msg);
-    act_at(l, rl_now_us());
+        rl_pub_error(l, l->ep->fatal_kind, l->ep->fatal_msg);
+    rl_act_at(l, rl_now_us());
 }
 
 static void finish_stop(rl_lease *l)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     rl_heap_cancel(&eng->timers, &l->act_timer);
     rl_heap_cancel(&eng->timers, &l->dl_timer);
     l->phase = RL_L_IDLE;
@@ -724,7 +476,7 @@ static void finish_stop(rl_lease *l)
         return;
     }
     rl_endpoint_detach(l);
-    publish_phase(l, RL_P_STOPPED);
+    rl_pub_phase(l, RL_P_STOPPED);
     rl_engine_deactivate(eng, l);     /* may drop the last reference */
 }
 
@@ -736,10 +488,10 @@ static void ensure_planned(rl_lease *l, int64_t now)
         return;
     if (l->mode == RL_MODE_LOCK && l->lock_done)
         return;
-    act_at(l, now > l->resign_until ? now : l->resign_until);
+    rl_act_at(l, now > l->resign_until ? now : l->resign_until);
 }
 
-static void maybe_finish_stop(rl_lease *l)
+void rl_maybe_finish_stop(rl_lease *l)
 {
     if (l->phase != RL_L_STOPPING || l->busy)
         return;
@@ -752,7 +504,7 @@ static void maybe_finish_stop(rl_lease *l)
 
 void rl_campaign_stop(rl_lease *l)
 {
-    rl_engine *eng = eng_of(l);
+    rl_engine *eng = rl_lease_eng(l);
     if (l->phase == RL_L_IDLE || l->phase == RL_L_STOPPING) {
         l->want_restart = 0;
         return;
@@ -763,8 +515,8 @@ void rl_campaign_stop(rl_lease *l)
     l->phase = RL_L_STOPPING;
     rl_heap_cancel(&eng->timers, &l->act_timer);
     rl_heap_cancel(&eng->timers, &l->dl_timer);
-    publish_phase(l, RL_P_STOPPING);
-    maybe_finish_stop(l);
+    rl_pub_phase(l, RL_P_STOPPING);
+    rl_maybe_finish_stop(l);
 }
 
 void rl_campaign_resign(rl_lease *l)
@@ -782,12 +534,12 @@ void rl_campaign_resign(rl_lease *l)
 
 void rl_campaign_conn_ready(rl_lease *l)
 {
-    send_query_if_ready(l);
+    rl_query_send_pending(l);
     if ((l->phase == RL_L_CAMPAIGN || l->phase == RL_L_LEADING) && !l->busy) {
         if (l->phase == RL_L_CAMPAIGN && l->mode == RL_MODE_LOCK && l->lock_done)
             return;
         int64_t now = rl_now_us();
-        act_at(l, now > l->resign_until ? now : l->resign_until);
+        rl_act_at(l, now > l->resign_until ? now : l->resign_until);
     }
 }
 
@@ -795,9 +547,9 @@ void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
 {
     if (l->phase == RL_L_STOPPING || (l->phase == RL_L_IDLE && !l->q_wanted))
         return;
-    note_error(l, fatal_kind, why);
+    rl_pub_error(l, fatal_kind, why);
     if (l->q_wanted && !l->q_inflight)
-        publish_query(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
+        rl_query_publish(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
     if (l->phase == RL_L_CAMPAIGN && l->try_once && !l->busy)
         lock_attempt_over(l, fatal_kind ? fatal_kind : RL_ECONN, why);
 }
@@ -808,13 +560,13 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
     size_t idlen = len - 1;
     int mine = idlen == l->idlen && memcmp(id, l->node_id, idlen) == 0;
     if (l->mode == RL_MODE_WATCH) {
-        watch_message(l, p, len);
+        rl_watch_message(l, p, len);
         return;
     }
     if (p[0] == 'R') {
         if (l->phase != RL_L_CAMPAIGN)
             return;
-        set_leader(l, NULL, 0);
+        rl_pub_leader(l, NULL, 0);
         if (l->mode == RL_MODE_LOCK && l->lock_done)
             return;
         if (l->busy) {
@@ -823,12 +575,12 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
         }
         int64_t now = rl_now_us();
         if (now >= l->resign_until)
-            act_at(l, now);
+            rl_act_at(l, now);
     } else if (p[0] == 'A') {
         /* A leader learns of a loss from its next renew: this notice may be
          * older than our own term (two sockets, no common order). */
         if (mine || l->phase == RL_L_LEADING)
             return;
-        set_leader(l, id, idlen);
+        rl_pub_leader(l, id, idlen);
     }
 }

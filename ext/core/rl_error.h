@@ -37,4 +37,16 @@ static inline int rl_seterr(rl_error *e, int kind, const char *fmt, ...)
     return -1;
 }
 
+/* Replace a malloc'd message (kept as it was if memory runs out). */
+#include <stdlib.h>
+#include <string.h>
+static inline void rl_set_text(char **slot, const char *msg)
+{
+    char *copy = strdup(msg);
+    if (copy) {
+        free(*slot);
+        *slot = copy;
+    }
+}
+
 #endif

@@ -83,7 +83,7 @@ enum { RL_REQ_NONE, RL_REQ_ACQ, RL_REQ_RENEW, RL_REQ_WATCH };
 enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1, RL_MODE_WATCH = 2 };
 /* Why a watched key's holder changed (token field of RL_EV_LEADER in watch mode). */
 enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIRED };
-#define RL_RTT_RING 64
+#define RL_RTT_RING 32
 
 struct rl_lease {
     atomic_int refs;
@@ -119,14 +119,14 @@ struct rl_lease {
     char *q_holder; size_t q_holderlen;
     long long q_pttl;
     long long q_token;                 /* -1: none issued yet */
-    char q_err[640];
+    char *q_err;                       /* malloc'd message of a failed query */
     char *leader;  size_t leaderlen;   /* NULL: none seen */
     char *last_error;
     int fatal_kind;                    /* latest attempt ended in a permanent error */
-    char fatal_msg[640];
+    char *fatal_msg;                   /* malloc'd, with fatal_kind */
     uint64_t st_acquired, st_renewals, st_renew_fail, st_losses;
     int64_t st_last_rtt_us;
-    int64_t st_rtt[RL_RTT_RING];       /* recent renew round trips */
+    uint32_t st_rtt[RL_RTT_RING];      /* recent renew round trips, µs */
     unsigned st_rtt_n;
 
     /* engine thread only */

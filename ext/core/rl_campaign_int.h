@@ -1,0 +1,38 @@
+/* Shared by the engine-side lease files: rl_campaign.c (the state machine),
+ * rl_publish.c (what API threads see) and rl_query.c (status, watch).
+ * Engine thread (run_mu holder) only. */
+#ifndef RL_CAMPAIGN_INT_H
+#define RL_CAMPAIGN_INT_H
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "rl_types.h"
+
+static inline rl_engine *rl_lease_eng(const rl_lease *l) { return atomic_load(&((rl_lease *)l)->eng); }
+static inline int64_t rl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* rl_campaign.c */
+void rl_act_at(rl_lease *l, int64_t when);
+int64_t rl_backoff(rl_lease *l, int64_t cap);
+int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval);
+void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r);
+void rl_maybe_finish_stop(rl_lease *l);
+
+/* rl_publish.c */
+void rl_pub_deadline(rl_lease *l, int64_t token, int64_t deadline);
+void rl_pub_emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len);
+void rl_pub_leader(rl_lease *l, const char *id, size_t len);
+void rl_pub_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int force);
+void rl_pub_error(rl_lease *l, int fatal_kind, const char *msg);
+void rl_pub_clear_error(rl_lease *l);
+void rl_pub_phase(rl_lease *l, int phase);
+void rl_pub_releases(rl_lease *l, int delta);
+
+/* rl_query.c */
+int rl_watch_send(rl_lease *l);
+void rl_watch_message(rl_lease *l, const char *p, size_t len);
+void rl_query_publish(rl_lease *l, int errkind, const char *err, const redisReply *r);
+void rl_query_send_pending(rl_lease *l);
+
+#endif

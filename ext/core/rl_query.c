@@ -1,0 +1,161 @@
+/* Reading a key's status without campaigning: the status query behind
+ * lock.locked() and key_status(), and watch mode (redlease watch). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rl_campaign_int.h"
+#include "rl_clock.h"
+#include "rl_conn.h"
+#include "rl_endpoint.h"
+#include "rl_engine.h"
+#include "rl_error.h"
+
+/* ---- watch mode: follow the holder without campaigning ---- */
+
+static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    int64_t now = rl_now_us();
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
+        rl_send_script(l, RL_SCRIPT_STATUS, watch_reply, 1) == 0)
+        return;
+    l->busy = RL_REQ_NONE;
+    if (l->phase != RL_L_CAMPAIGN) {
+        rl_maybe_finish_stop(l);
+        return;
+    }
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3) {
+        rl_reply_error_msg(msg, sizeof msg, "status query failed", reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL);
+        l->err_streak++;
+        rl_pub_error(l, 0, msg);
+        rl_act_at(l, now + rl_backoff(l, l->retry_us));
+        return;
+    }
+    rl_pub_clear_error(l);
+    redisReply *h = reply->element[0], *p = reply->element[1];
+    const char *holder = h->type == REDIS_REPLY_STRING ? h->str : NULL;
+    size_t hlen = holder ? h->len : 0;
+    long long pttl = p->type == REDIS_REPLY_INTEGER ? p->integer : -2;
+    if (!l->watch_started) {
+        l->watch_started = 1;
+        rl_pub_leader_cause(l, holder, hlen, RL_WATCH_INITIAL, 1);
+    } else {
+        /* A release notice clears the holder first; gone without one: expired. */
+        rl_pub_leader_cause(l, holder, hlen, holder ? RL_WATCH_ELECTED : RL_WATCH_EXPIRED, 0);
+    }
+    int64_t d = l->retry_us;
+    if (holder && pttl >= 0 && (int64_t)pttl * 1000 + 1000 < d)
+        d = (int64_t)pttl * 1000 + 1000;   /* look again right after it expires */
+    rl_act_at(l, now + d);
+}
+
+int rl_watch_send(rl_lease *l)
+{
+    return rl_send_script(l, RL_SCRIPT_STATUS, watch_reply, 0);
+}
+
+void rl_watch_message(rl_lease *l, const char *p, size_t len)
+{
+    if (l->phase != RL_L_CAMPAIGN)
+        return;
+    if (p[0] == 'R')
+        rl_pub_leader_cause(l, NULL, 0, RL_WATCH_RELEASED, 0);
+    else if (p[0] == 'A')
+        rl_pub_leader_cause(l, p + 1, len - 1, RL_WATCH_ELECTED, 0);
+    if (!l->busy)
+        rl_act_at(l, rl_now_us());     /* fetch the new PTTL */
+}
+
+/* ---- status query (lock.locked(), CLI status) ---- */
+
+void rl_query_publish(rl_lease *l, int errkind, const char *err, const redisReply *r)
+{
+    rl_engine *eng = rl_lease_eng(l);
+    pthread_mutex_lock(&eng->mu);
+    free(l->q_holder);
+    l->q_holder = NULL;
+    l->q_holderlen = 0;
+    l->q_pttl = -2;
+    l->q_token = -1;
+    l->q_errkind = errkind;
+    rl_set_text(&l->q_err, err ? err : "");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3) {
+        redisReply *h = r->element[0], *p = r->element[1], *t = r->element[2];
+        if (h->type == REDIS_REPLY_STRING && (l->q_holder = malloc(h->len + 1))) {
+            memcpy(l->q_holder, h->str, h->len);
+            l->q_holder[h->len] = 0;
+            l->q_holderlen = h->len;
+        }
+        if (p->type == REDIS_REPLY_INTEGER)
+            l->q_pttl = p->integer;
+        if (t->type == REDIS_REPLY_STRING)
+            l->q_token = strtoll(t->str, NULL, 10);
+    }
+    l->q_seq++;
+    rl_engine_notify(eng);
+    pthread_mutex_unlock(&eng->mu);
+}
+
+static void query_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    rl_lease *l = priv;
+    redisReply *reply = r;
+    char msg[400];
+    (void)ac;
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
+        rl_send_script(l, RL_SCRIPT_STATUS, query_reply, 1) == 0)
+        return;
+    l->q_inflight = 0;
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        rl_reply_error_msg(msg, sizeof msg, "status query failed", reply);
+        rl_query_publish(l, reply ? rl_reply_errkind(reply->str, reply->len) : RL_ECONN, msg, NULL);
+    } else {
+        rl_query_publish(l, 0, NULL, reply);
+    }
+    if (l->q_wanted) {
+        rl_query_send_pending(l);
+    } else if (l->q_temp && l->phase == RL_L_IDLE) {
+        l->q_temp = 0;
+        rl_endpoint_detach(l);
+        rl_engine_deactivate(rl_lease_eng(l), l);   /* may drop the last reference */
+        return;
+    }
+    rl_maybe_finish_stop(l);
+}
+
+void rl_query_send_pending(rl_lease *l)
+{
+    if (!l->q_wanted || l->q_inflight || !l->ep || !rl_endpoint_ready(l->ep))
+        return;
+    if (rl_send_script(l, RL_SCRIPT_STATUS, query_reply, 0) == 0) {
+        l->q_wanted = 0;
+        l->q_inflight = 1;
+    }
+}
+
+void rl_campaign_query(rl_engine *eng, rl_lease *l)
+{
+    if (!l->ep) {
+        rl_endpoint *ep = rl_endpoint_get(eng, l);
+        if (!ep || rl_endpoint_attach(ep, l) < 0) {
+            rl_query_publish(l, RL_ENOMEM, "out of memory", NULL);
+            rl_engine_deactivate(eng, l);
+            return;
+        }
+        l->q_temp = 1;
+    }
+    l->q_wanted = 1;
+    rl_query_send_pending(l);
+    if (!l->q_inflight && l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
+        rl_query_publish(l, l->ep->fatal_kind, l->ep->fatal_msg, NULL);
+}
+
