@@ -139,13 +139,6 @@ static PyObject *engine_stats(PyObject *m, PyObject *unused)
                          "dropped_events", (unsigned long long)info.dropped_events);
 }
 
-static PyObject *event_fd(PyObject *m, PyObject *unused)
-{
-    (void)m;
-    (void)unused;
-    return PyLong_FromLong(rl_engine_event_fd());
-}
-
 static PyObject *set_async_exc(PyObject *m, PyObject *args)
 {
     unsigned long tid;
@@ -187,7 +180,6 @@ static PyMethodDef module_methods[] = {
      "_shutdown(timeout) -> bool: stop every lease (releasing held keys) and the engine thread"},
     {"engine_stats", engine_stats, METH_NOARGS,
      "engine_stats() -> dict: threads, commands, reconnects, connections, leases, endpoints"},
-    {"_event_fd", event_fd, METH_NOARGS, "_event_fd() -> int (-1 before the engine starts)"},
     {"_set_async_exc", set_async_exc, METH_VARARGS,
      "_set_async_exc(thread_id, exc_type or None) -> int"},
     {NULL, NULL, 0, NULL},

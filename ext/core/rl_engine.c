@@ -68,8 +68,7 @@ static void atfork_child(void)
         e->nfds = 0;
         e->nwakers = 0;
         close(e->wake_fd);
-        close(e->ev_fd);
-        e->wake_fd = e->ev_fd = -1;
+        e->wake_fd = -1;
         e->shutdown = 1;
         pthread_mutex_unlock(&e->ev_mu);
         pthread_mutex_unlock(&e->mu);
@@ -162,10 +161,6 @@ void rl_engine_emit(rl_engine *e, uint64_t id, int kind, int64_t token, const ch
     e->ev_len++;
     pthread_cond_signal(&e->ev_cv);
     pthread_mutex_unlock(&e->ev_mu);
-    uint64_t one = 1;
-    if (write(e->ev_fd, &one, sizeof one) < 0) {
-        /* full counter: readers are woken already */
-    }
 }
 
 void rl_engine_notify(rl_engine *e)
@@ -255,12 +250,6 @@ int rl_engine_next_event(rl_event *out, int64_t max_us)
     out->next = NULL;
     free(ev);
     return 1;
-}
-
-int rl_engine_event_fd(void)
-{
-    rl_engine *e = rl_engine_current();
-    return e ? e->ev_fd : -1;
 }
 
 /* ---- commands ---- */
@@ -400,8 +389,7 @@ static rl_engine *engine_new(rl_error *err)
     pthread_cond_init(&e->ev_cv, &ca);
     pthread_condattr_destroy(&ca);
     e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    e->ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (e->wake_fd < 0 || e->ev_fd < 0) {
+    if (e->wake_fd < 0) {
         rl_seterr(err, RL_ESYS, "cannot create eventfd: %s", strerror(errno));
         goto fail;
     }
@@ -422,8 +410,6 @@ static rl_engine *engine_new(rl_error *err)
 fail:
     if (e->wake_fd >= 0)
         close(e->wake_fd);
-    if (e->ev_fd >= 0)
-        close(e->ev_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
     pthread_mutex_destroy(&e->run_mu);
@@ -502,7 +488,6 @@ void rl_engine_destroy(void)
     free(e->drv_pfd);
     free(e->drv_conn);
     close(e->wake_fd);
-    close(e->ev_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
     pthread_mutex_destroy(&e->run_mu);

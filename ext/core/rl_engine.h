@@ -46,7 +46,6 @@ void rl_engine_destroy(void);
 /* Events for the binding: 1 and *ev filled (caller frees ev->text with
  * free()), 0 on timeout, -1 if there is no engine. */
 int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);
-int rl_engine_event_fd(void);                 /* eventfd readable when events wait */
 
 /* Something published changed: wake waiting threads and event loops.
  * eng->mu held. */

@@ -22,9 +22,22 @@ void rl_pub_deadline(rl_lease *l, int64_t token, int64_t deadline)
     atomic_fetch_add(&l->seq, 1);
 }
 
+/* A lock's owner has no callbacks: it hears only of what goes wrong (a lost
+ * lease, errors), which keeps the Python dispatcher asleep on the
+ * acquire/release hot path.  Nodes and watches hear everything. */
+static int wanted(const rl_lease *l, int kind, const char *text)
+{
+    if (l->mode != RL_MODE_LOCK)
+        return 1;
+    if (kind == RL_EV_ERROR || kind == RL_EV_RECOVERED)
+        return 1;
+    return kind == RL_EV_REVOKED && text && strncmp(text, "stopped", 7) != 0;
+}
+
 void rl_pub_emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len)
 {
-    rl_engine_emit(rl_lease_eng(l), l->id, kind, token, text, len);
+    if (wanted(l, kind, text))
+        rl_engine_emit(rl_lease_eng(l), l->id, kind, token, text, len);
 }
 
 void rl_pub_leader(rl_lease *l, const char *id, size_t len)

@@ -207,7 +207,6 @@ struct rl_engine {
     pthread_cond_t ev_cv;
     rl_event *ev_head, *ev_tail;
     size_t ev_len, ev_dropped;
-    int ev_fd;                    /* eventfd signalled on each event (asyncio) */
 
     /* engine thread only */
     rl_heap timers;
