@@ -189,7 +189,7 @@ def test_redis_restarted_empty_with_two_processes(rl, redis_server, spawn_worker
 
 def test_script_flush_does_not_break_anything(rl, redis_server, make_node, key):
     revoked = []
-    a = make_node(redis_server.url(), ttl=0.6, on_revoked=revoked.append)
+    a = make_node(redis_server.url(), ttl=1.5, on_revoked=revoked.append)
     a.start()
     assert a.wait_for_leadership(10)
     tok = a.token
@@ -207,9 +207,9 @@ def test_script_flush_does_not_break_anything(rl, redis_server, make_node, key):
     t.start()
     try:
         # renewals keep working with the script cache flushed under them
-        assert stays_true(lambda: a.is_leader and a.token == tok, 2.0)
+        assert stays_true(lambda: a.is_leader and a.token == tok, 3.0)
         assert not revoked
-        b = make_node(redis_server.url(), ttl=0.6)
+        b = make_node(redis_server.url(), ttl=1.5)
         b.start()
         wait_until(lambda: b.leader == a.node_id, 10)
         a.resign()  # release script after a flush

@@ -121,28 +121,22 @@ def hold_gil(seconds: float):
     """Hold the GIL for about ``seconds`` with one catastrophic regex match.
 
     sre does not release the GIL, so no other Python thread runs meanwhile.
-    The size is calibrated here (each extra character ~doubles the time);
-    the match is repeated with a bigger size if it came out far too short.
+    Each extra character doubles the time of ``(a+)+$`` on ``a...ab``; the
+    size is grown step by step (at most 4 characters at a time, aiming below
+    the target) until one match takes at least 80% of ``seconds``, so the
+    total stays within a few times the target even on a noisy machine.
+    Returns (duration of the last match, its size).
     """
-    n = 12
-    while n < 40 and _regex_time(n) < 0.02:
-        n += 1
-    # average a few measurements at n to estimate the per-character factor
-    base = min(_regex_time(n) for _ in range(3))
-    step = min(_regex_time(n + 1) for _ in range(2)) / max(base, 1e-9)
-    step = min(max(step, 1.5), 2.5)
     import math
-    extra = max(0, int(round(math.log(seconds / max(base, 1e-9)) / math.log(step))))
-    m = n + extra
-    for _ in range(4):
-        dur = _regex_time(m)
+    n = 12
+    dur = _regex_time(n)
+    for _ in range(60):
         if dur >= 0.8 * seconds:
-            return dur, m
-        if dur > 0.3 * seconds:
-            m += 1 if dur > 0.5 * seconds else 2
-        else:
-            m += 2
-    return dur, m
+            break
+        k = int(math.floor(math.log2(seconds / max(dur, 1e-6))))
+        n += max(1, min(4, k))
+        dur = _regex_time(n)
+    return dur, n
 
 
 def main():

@@ -70,6 +70,12 @@ class Worker:
                     if pred(ev):
                         return ev
                     if ev.get("ev") == "eof":
+                        self._cond.release()
+                        try:  # let the stderr reader drain so the report shows why
+                            self._readers[1].join(3)
+                            self.proc.poll()
+                        finally:
+                            self._cond.acquire()
                         raise AssertionError(
                             f"{self.name} exited (rc={self.proc.poll()}) while waiting for "
                             f"{desc or pred}; stderr:\n{self.stderr()}")
