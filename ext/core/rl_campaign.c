@@ -144,6 +144,7 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
         lock_attempt_over(l, 0, NULL);
         return;
     }
+    rl_endpoint_listen(l);
     int64_t d;
     if (l->rel_seen || pttl == -2)
         d = 0;
@@ -457,6 +458,8 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     l->fatal_kind = 0;
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
+    if (l->mode == RL_MODE_WATCH)
+        rl_endpoint_listen(l);
     if (l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
         rl_pub_error(l, l->ep->fatal_kind, l->ep->fatal_msg);
     rl_act_at(l, rl_now_us());
@@ -583,4 +586,14 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
             return;
         rl_pub_leader(l, id, idlen);
     }
+}
+
+void rl_campaign_on_listening(rl_lease *l)
+{
+    if (l->phase != RL_L_CAMPAIGN || l->busy || l->mode == RL_MODE_WATCH)
+        return;
+    if (l->mode == RL_MODE_LOCK && l->lock_done)
+        return;
+    int64_t now = rl_now_us();
+    rl_act_at(l, now > l->resign_until ? now : l->resign_until);
 }

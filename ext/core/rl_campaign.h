@@ -16,5 +16,6 @@ void rl_campaign_query(rl_engine *eng, rl_lease *l);  /* holder, PTTL, last toke
 void rl_campaign_conn_ready(rl_lease *l);
 void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind);
 void rl_campaign_on_message(rl_lease *l, const char *payload, size_t len);
+void rl_campaign_on_listening(rl_lease *l);   /* subscription confirmed */
 
 #endif

@@ -90,7 +90,13 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
     rl_keyent *k = rl_map_get(&ep->keys, ch->str, ch->len);
     if (!k)
         return;
-    if (type->len == 7 && memcmp(type->str, "message", 7) == 0) {
+    if (type->len == 9 && memcmp(type->str, "subscribe", 9) == 0) {
+        /* Listening now: a release that came before is caught by trying again. */
+        for (rl_lease *l = k->leases, *next; l; l = next) {
+            next = l->k_next;
+            rl_campaign_on_listening(l);
+        }
+    } else if (type->len == 7 && memcmp(type->str, "message", 7) == 0) {
         redisReply *p = reply->element[2];
         if (p->type != REDIS_REPLY_STRING || p->len < 1)
             return;
@@ -143,8 +149,8 @@ static void sub_all_one(void *v, void *arg)
     sub_all_ctx *ctx = arg;
     k->sub = RL_SUB_NONE;
     k->resub = 0;
-    if (!k->nleases)
-        return;    /* idle: no need to listen any more */
+    if (!k->nleases || !k->want)
+        return;    /* idle, or nobody had to wait: no need to listen */
     ctx->batch[ctx->n++] = k;
     if (ctx->n == RL_SUB_BATCH) {
         sub_send(ctx->ep, "SUBSCRIBE", ctx->batch, ctx->n);
@@ -190,15 +196,27 @@ int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l)
     ep->leases = l;
     ep->nleases++;
     ep->idle_marks = 0;
-    if (k->sub == RL_SUB_NONE)
+    if (k->want && k->sub == RL_SUB_NONE)
         sub_send(ep, "SUBSCRIBE", &k, 1);
-    else if (k->sub == RL_SUB_LEAVING)
+    else if (k->want && k->sub == RL_SUB_LEAVING)
         k->resub = 1;
     if (ep->cmd.state == RL_C_DOWN && !rl_timer_pending(&ep->cmd.timer))
         rl_conn_connect(&ep->cmd);
     if (ep->sub.state == RL_C_DOWN && !rl_timer_pending(&ep->sub.timer))
         rl_conn_connect(&ep->sub);
     return 0;
+}
+
+void rl_endpoint_listen(rl_lease *l)
+{
+    rl_keyent *k = l->kent;
+    if (!k)
+        return;
+    k->want = 1;
+    if (k->sub == RL_SUB_NONE)
+        sub_send(l->ep, "SUBSCRIBE", &k, 1);
+    else if (k->sub == RL_SUB_LEAVING)
+        k->resub = 1;
 }
 
 void rl_endpoint_detach(rl_lease *l)
@@ -239,8 +257,10 @@ static void keyent_mark(void *v, void *arg)
         k->idle_marks = 0;
         return;
     }
-    if (++k->idle_marks >= 2)
+    if (++k->idle_marks >= 2) {
+        k->want = 0;
         ctx->v[ctx->n++] = k;
+    }
 }
 
 /* Every RL_SWEEP_US: channels nobody listened on for two sweeps are left,

@@ -9,6 +9,9 @@
 rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l); /* find or create */
 int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l);            /* -1 on OOM */
 void rl_endpoint_detach(rl_lease *l);
+/* The lease must wait for the key: make sure release notices reach it.
+ * Subscriptions start lazily, so an uncontended lease costs no pub/sub. */
+void rl_endpoint_listen(rl_lease *l);
 void rl_endpoint_free(rl_endpoint *ep);
 
 static inline int rl_endpoint_ready(const rl_endpoint *ep) { return ep->cmd.state == RL_C_READY; }

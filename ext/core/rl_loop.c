@@ -123,6 +123,25 @@ static int do_poll(struct pollfd *pfd, size_t n, int64_t wait_us)
     return ppoll(pfd, n, &ts, NULL);
 }
 
+/* While API threads are driving (a burst of acquire/release calls), the
+ * engine thread stays out of their way: it neither polls the sockets they
+ * poll nor queues on run_mu, so it is not woken once per request.  It keeps
+ * an eye on the wake-up fd (commands from other threads) and comes back
+ * within RL_PARK_US of the last drive, so timers are at most that late. */
+#define RL_PARK_US 5000
+
+static void park(rl_engine *e)
+{
+    for (;;) {
+        int64_t since = rl_now_us() - atomic_load(&e->drive_end_us);
+        if (!atomic_load(&e->driving) && since >= RL_PARK_US)
+            return;
+        struct pollfd w = {.fd = e->wake_fd, .events = POLLIN};
+        if (do_poll(&w, 1, RL_PARK_US) > 0)
+            return;      /* a command: take the loop back */
+    }
+}
+
 void *rl_engine_main(void *arg)
 {
     rl_engine *e = arg;
@@ -151,6 +170,7 @@ void *rl_engine_main(void *arg)
         e->eng_poll_sig = poll_sig(pfd, n);
         pthread_mutex_unlock(&e->run_mu);
         int rc = n ? do_poll(pfd, n, wait_us) : (usleep(1000), 0);
+        park(e);
         pthread_mutex_lock(&e->run_mu);
         e->eng_polling = 0;
         if (rc <= 0)
@@ -240,6 +260,7 @@ int rl_engine_drive(rl_engine *e, int (*done)(void *arg), void *arg, int64_t unt
         wake = e->draining || !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig ||
                (t && t->when < e->eng_poll_until);
     }
+    atomic_store(&e->drive_end_us, rl_now_us());
     atomic_store(&e->driving, 0);
     pthread_mutex_unlock(&e->run_mu);
     if (wake)

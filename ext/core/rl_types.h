@@ -73,6 +73,7 @@ struct rl_keyent {
     size_t nleases;
     int sub;                       /* RL_SUB_* */
     int resub;                     /* subscribe again once LEAVING ends */
+    int want;                      /* some lease had to wait: listen for releases */
     int idle_marks;
 };
 
@@ -183,6 +184,7 @@ struct rl_engine {
     pthread_mutex_t run_mu;
     unsigned turns;               /* under run_mu: turns run by other threads */
     atomic_int driving;           /* an API thread is running turns */
+    _Atomic int64_t drive_end_us; /* when the last drive ended */
     int eng_polling;              /* under run_mu: engine thread is in ppoll... */
     int64_t eng_poll_until;       /* ...until then... */
     uint64_t eng_poll_sig;        /* ...on this poll set */
