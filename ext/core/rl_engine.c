@@ -291,7 +291,7 @@ static int post(rl_engine *e, int op, rl_lease *l, rl_error *err, int wake_engin
     e->cmd_tail = c;
     pthread_mutex_unlock(&e->mu);
     if (wake_engine)
-        rl_engine_wake(e);
+        rl_engine_kick(e);
     return 0;
 }
 

@@ -33,6 +33,10 @@ void *rl_engine_main(void *arg);
  * Returns 1 if it ran, 0 if the engine was busy elsewhere. */
 int rl_engine_drive(rl_engine *eng, int (*done)(void *arg), void *arg, int64_t until);
 
+/* A command was posted quietly and nobody will wait for it: run one turn
+ * on this thread if the loop is free (never blocks), else wake the engine. */
+void rl_engine_kick(rl_engine *eng);
+
 /* rl_engine.c internals shared with rl_loop.c. */
 void rl_engine_run_commands(rl_engine *eng);
 void rl_engine_wake(rl_engine *eng);

@@ -225,6 +225,39 @@ static int take_run_mu(rl_engine *e)
     return pthread_mutex_timedlock(&e->run_mu, &ts) == 0;
 }
 
+/* After a turn run by another thread: wake the engine thread only if what
+ * it sleeps on is out of date -- a new socket or interest, or a timer due
+ * before its poll times out.  run_mu held. */
+static int engine_needs_wake(rl_engine *e)
+{
+    if (e->draining)
+        return 1;
+    if (!e->eng_polling)
+        return 0;      /* it is between polls and will look afresh */
+    size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
+    rl_timer *t = rl_heap_peek(&e->timers);
+    return !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig || (t && t->when < e->eng_poll_until);
+}
+
+void rl_engine_kick(rl_engine *e)
+{
+    if (pthread_mutex_trylock(&e->run_mu) != 0) {
+        rl_engine_wake(e);   /* whoever runs the loop sees the command */
+        return;
+    }
+    int wake = 1;
+    if (!e->draining && !e->quit) {
+        atomic_store(&e->driving, 1);
+        turn_work(e);
+        e->turns++;
+        wake = engine_needs_wake(e);
+        atomic_store(&e->driving, 0);
+    }
+    pthread_mutex_unlock(&e->run_mu);
+    if (wake)
+        rl_engine_wake(e);
+}
+
 int rl_engine_drive(rl_engine *e, int (*done)(void *arg), void *arg, int64_t until)
 {
     if (!take_run_mu(e))
@@ -251,15 +284,7 @@ int rl_engine_drive(rl_engine *e, int (*done)(void *arg), void *arg, int64_t unt
             handle_ready(e, e->drv_pfd, e->drv_conn, n);
     }
     e->turns++;
-    /* Wake the engine thread only if what it sleeps on is out of date: a
-     * new socket or interest, or a timer due before its poll times out. */
-    int wake = 0;
-    if (e->eng_polling) {
-        size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
-        rl_timer *t = rl_heap_peek(&e->timers);
-        wake = e->draining || !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig ||
-               (t && t->when < e->eng_poll_until);
-    }
+    int wake = engine_needs_wake(e);
     atomic_store(&e->drive_end_us, rl_now_us());
     atomic_store(&e->driving, 0);
     pthread_mutex_unlock(&e->run_mu);
