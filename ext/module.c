@@ -129,11 +129,12 @@ static PyObject *engine_stats(PyObject *m, PyObject *unused)
     (void)unused;
     rl_engine_info info;
     rl_engine_get_info(&info);
-    return Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
                          "threads", info.running ? 1 : 0,
                          "commands", (unsigned long long)info.commands,
                          "reconnects", (unsigned long long)info.reconnects,
-                         "connections", (unsigned long long)info.connections,
+                         "connections", (unsigned long long)info.open_connections,
+                         "connections_opened", (unsigned long long)info.connections,
                          "leases", (unsigned long long)info.leases,
                          "endpoints", (unsigned long long)info.endpoints,
                          "dropped_events", (unsigned long long)info.dropped_events);

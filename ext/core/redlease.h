@@ -80,7 +80,7 @@ void rl_lease_info_clear(rl_lease_info *info);
 
 typedef struct rl_engine_info {
     int running;
-    uint64_t commands, reconnects, connections, leases, endpoints, dropped_events;
+    uint64_t commands, reconnects, connections, open_connections, leases, endpoints, dropped_events;
 } rl_engine_info;
 void rl_engine_get_info(rl_engine_info *out);
 

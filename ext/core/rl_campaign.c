@@ -590,7 +590,14 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
 
 void rl_campaign_on_listening(rl_lease *l)
 {
-    if (l->phase != RL_L_CAMPAIGN || l->busy || l->mode == RL_MODE_WATCH)
+    if (l->mode == RL_MODE_WATCH && l->phase == RL_L_CAMPAIGN) {
+        /* Changes before the subscription were missed: look again. */
+        l->watch_notices++;
+        if (!l->busy)
+            rl_act_at(l, rl_now_us());
+        return;
+    }
+    if (l->phase != RL_L_CAMPAIGN || l->busy)
         return;
     if (l->mode == RL_MODE_LOCK && l->lock_done)
         return;

@@ -12,6 +12,8 @@
 #include "rl_engine.h"
 #include "rl_error.h"
 
+#define RL_WATCH_GRACE_US 5000
+
 /* ---- watch mode: follow the holder without campaigning ---- */
 
 static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -39,6 +41,12 @@ static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     rl_pub_clear_error(l);
+    if (l->watch_notices != l->watch_notices_sent) {
+        /* A notice came on the other connection while this query was out:
+         * the reply may be older than it.  Ask again. */
+        rl_act_at(l, now);
+        return;
+    }
     redisReply *h = reply->element[0], *p = reply->element[1];
     const char *holder = h->type == REDIS_REPLY_STRING ? h->str : NULL;
     size_t hlen = holder ? h->len : 0;
@@ -46,10 +54,22 @@ static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!l->watch_started) {
         l->watch_started = 1;
         rl_pub_leader_cause(l, holder, hlen, RL_WATCH_INITIAL, 1);
+    } else if (holder) {
+        rl_pub_leader_cause(l, holder, hlen, RL_WATCH_ELECTED, 0);
+    } else if (l->leader && !l->watch_gone) {
+        /* Gone, and no release notice yet: it may still be on its way on
+         * the other connection.  Look again in a moment before saying. */
+        l->watch_gone = 1;
+        rl_act_at(l, now + RL_WATCH_GRACE_US);
+        return;
     } else {
-        /* A release notice clears the holder first; gone without one: expired. */
-        rl_pub_leader_cause(l, holder, hlen, holder ? RL_WATCH_ELECTED : RL_WATCH_EXPIRED, 0);
+        /* Gone with no release notice: expired, unless it vanished well
+         * before its expiry (deleted by someone). */
+        int early = l->watch_expiry && now + 2000 < l->watch_expiry;
+        rl_pub_leader_cause(l, NULL, 0, early ? RL_WATCH_RELEASED : RL_WATCH_EXPIRED, 0);
     }
+    l->watch_gone = 0;
+    l->watch_expiry = holder && pttl >= 0 ? now + (int64_t)pttl * 1000 : 0;
     int64_t d = l->retry_us;
     if (holder && pttl >= 0 && (int64_t)pttl * 1000 + 1000 < d)
         d = (int64_t)pttl * 1000 + 1000;   /* look again right after it expires */
@@ -58,6 +78,7 @@ static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
 
 int rl_watch_send(rl_lease *l)
 {
+    l->watch_notices_sent = l->watch_notices;
     return rl_send_script(l, RL_SCRIPT_STATUS, watch_reply, 0);
 }
 
@@ -65,6 +86,7 @@ void rl_watch_message(rl_lease *l, const char *p, size_t len)
 {
     if (l->phase != RL_L_CAMPAIGN)
         return;
+    l->watch_notices++;
     if (p[0] == 'R')
         rl_pub_leader_cause(l, NULL, 0, RL_WATCH_RELEASED, 0);
     else if (p[0] == 'A')

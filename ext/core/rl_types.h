@@ -151,6 +151,10 @@ struct rl_lease {
     int64_t lead_deadline;
     int q_wanted, q_inflight, q_temp;  /* status query; q_temp: attached only for it */
     int watch_started;                 /* watch mode: first status reported */
+    unsigned watch_notices;            /* notices (and subscriptions) seen */
+    unsigned watch_notices_sent;       /* ... when the status query went out */
+    int64_t watch_expiry;              /* when the holder's key expires if not renewed */
+    int watch_gone;                    /* key seen gone without a notice: look once more */
 };
 
 /* ---- events for the Python side ---- */

@@ -14,9 +14,18 @@ from . import _redlease as _c
 _wakers = weakref.WeakKeyDictionary()   # loop -> _Waker
 
 
+def _release_fds(rfd, wfd):
+    _c._remove_waker(wfd)
+    for fd in {rfd, wfd}:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class _Waker:
     def __init__(self, loop):
-        self.loop = loop
+        self.loop_ref = weakref.ref(loop)     # the loop owns us, not the reverse
         if hasattr(os, "eventfd"):
             self.rfd = self.wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:  # Python 3.9
@@ -26,6 +35,8 @@ class _Waker:
         self.waiters = set()
         _c._add_waker(self.wfd)
         loop.add_reader(self.rfd, self._ready)
+        # When the loop goes away, so do our fd and its registration.
+        self._finalizer = weakref.finalize(loop, _release_fds, self.rfd, self.wfd)
 
     def _ready(self):
         try:
@@ -36,19 +47,24 @@ class _Waker:
             w.check()
 
     def close(self):
-        _c._remove_waker(self.wfd)
-        try:
-            self.loop.remove_reader(self.rfd)
-        except Exception:
-            pass
-        os.close(self.rfd)
-        if self.wfd != self.rfd:
-            os.close(self.wfd)
+        loop = self.loop_ref()
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.remove_reader(self.rfd)
+            except Exception:
+                pass
+        self._finalizer()     # runs _release_fds once
 
 
 def _waker(loop):
     w = _wakers.get(loop)
     if w is None:
+        # Closed loops that are still referenced somewhere keep their entry:
+        # drop them now, so that their fds are not kept (and written to).
+        for old_loop, old in list(_wakers.items()):
+            if old_loop.is_closed():
+                old.close()
+                _wakers.pop(old_loop, None)
         w = _wakers[loop] = _Waker(loop)
     return w
 

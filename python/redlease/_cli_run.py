@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from .cli import (EXIT_CANNOT_EXEC, EXIT_INTERRUPTED, EXIT_LOST, EXIT_NOT_FOUND, CliError,
@@ -67,9 +68,9 @@ class Runner:
         self.stop_signal = None      # first stop signal received
         self.seen_leader = object()
         self.seen_error = None
-        self.rfd, self.wfd = os.pipe()
-        for fd in (self.rfd, self.wfd):
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        self.revoke_reason = None    # from on_revoked, for the messages
+        self.rfd = self.wfd = None
+        self.wake_lock = threading.Lock()
         self.node = None
 
     # ------------------------------------------------------------ output
@@ -86,10 +87,18 @@ class Runner:
 
     # ------------------------------------------------------------ wake-ups
     def wake(self, *_ignored):
-        try:
-            os.write(self.wfd, b"\0")
-        except OSError:   # pipe full: a wake-up is pending anyway
-            pass
+        """Wake the main loop (called from the dispatcher thread)."""
+        with self.wake_lock:
+            if self.wfd is None:
+                return
+            try:
+                os.write(self.wfd, b"\0")
+            except OSError:   # pipe full: a wake-up is pending anyway
+                pass
+
+    def on_revoked(self, reason):
+        self.revoke_reason = reason
+        self.wake()
 
     def _drain(self):
         sigs = []
@@ -112,9 +121,13 @@ class Runner:
         try:
             self.node = redlease.DistributionNode(
                 self.url, self.key, node_id=args.node_id, ttl=args.ttl,
-                on_elected=self.wake, on_revoked=self.wake, on_leader_change=self.wake)
+                on_elected=self.wake, on_revoked=self.on_revoked,
+                on_leader_change=self.wake)
         except Exception as exc:  # noqa: BLE001 - reported in one line
             raise CliError(error_message(exc, self.url))
+        self.rfd, self.wfd = os.pipe()
+        for fd in (self.rfd, self.wfd):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         handled = STOP_SIGNALS + PASS_SIGNALS + (signal.SIGCHLD,)
         old = {s: signal.getsignal(s) for s in handled}
         old_fd = signal.set_wakeup_fd(self.wfd, warn_on_full_buffer=False)
@@ -132,8 +145,10 @@ class Runner:
                 signal.signal(s, signal.SIG_IGN if s in STOP_SIGNALS else old[s])
             self._finish()
             signal.set_wakeup_fd(old_fd)
-            for fd in (self.rfd, self.wfd):
-                os.close(fd)
+            with self.wake_lock:     # late callbacks must not write to a reused fd
+                os.close(self.wfd)
+                self.wfd = None
+            os.close(self.rfd)
             for s in handled:
                 signal.signal(s, old[s])
 
@@ -214,7 +229,6 @@ class Runner:
     def _step(self):
         node = self.node
         args = self.args
-        self._report_node()
         proc = self.proc
         # 1. CMD exited?
         if proc is not None and proc.poll() is not None:
@@ -234,6 +248,7 @@ class Runner:
                 if args.restart:
                     self.info("campaigning again (--restart)")
                     return None
+                self.info("exiting with code %d: the lease was lost" % EXIT_LOST)
                 return EXIT_LOST
             if args.restart:
                 if node.is_leader:
@@ -250,13 +265,14 @@ class Runner:
             token = node.token
             if not node.is_leader or token != self.proc_token:
                 self.lost = True
-                reason = scrub(node.last_error or "the lease was lost", self.url)
+                reason = scrub(self.revoke_reason or node.last_error or "not leading", self.url)
                 self.info("lost the lease of %r (%s): SIGTERM to CMD (pid %d), SIGKILL in %g s"
                           % (self.key, reason, proc.pid, args.grace))
                 self._signal_group(signal.SIGTERM)
                 deadline = time.monotonic() + args.grace
                 if self.kill_at is None or self.kill_at > deadline:
                     self.kill_at = deadline
+        self._report_node()
         # 4. Grace period over?
         if proc is not None and self.kill_at is not None and time.monotonic() >= self.kill_at:
             self.info("CMD (pid %d) still running after %g s: SIGKILL" % (proc.pid, args.grace))
@@ -283,6 +299,7 @@ class Runner:
             self._write("cannot run %r: %s" % (cmd[0], getattr(exc, "strerror", None) or exc))
             return EXIT_NOT_FOUND if not_found else EXIT_CANNOT_EXEC
         self.proc_token = token
+        self.revoke_reason = None
         self.info("leading %r (fencing token %d): started CMD (pid %d)"
                   % (self.key, token, self.proc.pid))
         return None

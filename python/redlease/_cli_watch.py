@@ -40,6 +40,9 @@ def cmd_watch(args):
     def on_term(signum, frame):
         raise _Terminated(signum)
 
+    # Ctrl-C ends the watch even when SIGINT was ignored at start (e.g. a
+    # background job of a script), as for the other commands.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     old_term = signal.signal(signal.SIGTERM, on_term)
     watch = None
     rc = EXIT_OK
@@ -69,6 +72,7 @@ def cmd_watch(args):
             except Exception:  # noqa: BLE001 - leaving anyway
                 pass
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
     return rc
 
 

@@ -29,6 +29,7 @@ class Lock(_c.LeaseBase):
         # Serialises acquirers of this one object, with threading.Lock's own
         # blocking, timeout and Ctrl-C behaviour; Redis serialises the rest.
         self._local = threading.Lock()
+        _dispatch.register(self)      # losses and errors get logged
 
     owned = _c.LeaseBase.is_leader
 
@@ -58,7 +59,6 @@ class Lock(_c.LeaseBase):
                 remote = None
             else:
                 remote = max(0.0, timeout - (time.monotonic() - start))
-            _dispatch.register(self)
             ok = self._lock_acquire(remote)
         except BaseException:
             self._local.release()
@@ -104,7 +104,6 @@ class Lock(_c.LeaseBase):
         try:
             remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
             once = remaining == 0
-            _dispatch.register(self)
             self._lock_begin(once)
             rc = await _aio.wait_state(self, _c.WAIT_LOCK, None if once else remaining)
             if rc == 1:

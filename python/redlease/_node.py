@@ -185,10 +185,11 @@ class _Leadership:
     async def __aexit__(self, exc_type, exc, tb):
         blk = await self._aexit_cleanup()
         if blk is not None and blk.fired and exc_type is asyncio.CancelledError:
-            # Our cancellation, not someone else's: turn it into LeadershipLost
-            # (as asyncio.timeout turns its own into TimeoutError).
-            if hasattr(blk.task, "uncancel"):
-                blk.task.uncancel()
+            # Our cancellation turns into LeadershipLost (as asyncio.timeout
+            # turns its own into TimeoutError) -- unless someone else cancelled
+            # the task too: then the CancelledError goes on.
+            if hasattr(blk.task, "uncancel") and blk.task.uncancel() > 0:
+                return False
             raise LeadershipLost("leadership of %r (token %d) was lost inside the block"
                                  % (self._node.key, blk.token)) from exc
         return False

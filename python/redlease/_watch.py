@@ -23,6 +23,10 @@ class Watch(_c.LeaseBase):
                  connect_timeout=1.0, command_timeout=1.0):
         if on_change is not None and not callable(on_change):
             raise TypeError("on_change must be callable or None")
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)):
+            raise TypeError("poll_interval must be a number of seconds")
+        if not 0 < poll_interval < 3600:
+            raise ValueError("poll_interval must be > 0 and < 3600 s, got %r" % (poll_interval,))
         super().__init__(url, key, ttl=3600.0, retry_interval=poll_interval,
                          connect_timeout=connect_timeout, command_timeout=command_timeout,
                          _mode=_c.MODE_WATCH)

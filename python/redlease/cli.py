@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -182,7 +183,12 @@ def cmd_status(args):
 # argument parsing
 # --------------------------------------------------------------------------
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
+    """Keeps the exit-code table of the epilogs as written."""
+
+
+def _wrap(text):
+    """Fill a description (the formatter keeps line breaks as they are)."""
+    return textwrap.fill(" ".join(text.split()), width=79)
 
 
 def _add_url(p, default):
@@ -193,8 +199,8 @@ def build_parser(prog=None):
     from . import __version__
     parser = argparse.ArgumentParser(
         prog=prog or "redlease", formatter_class=_Formatter,
-        description="Leader election and locks on Redis: look at a lease key, watch it, "
-                    "run a command only while leading, or see a demo.",
+        description=_wrap("Leader election and locks on Redis: look at a lease key, watch it, run"
+                          " a command only while leading, or see a demo."),
         epilog=EXIT_CODES_HELP)
     parser.add_argument("--version", action="version", version="redlease %s" % __version__)
     _add_url(parser, None)
@@ -204,10 +210,10 @@ def build_parser(prog=None):
     p = sub.add_parser(
         "status", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
         help="show the holder, remaining ttl and fencing token of a key",
-        description="Show who holds KEY, how long its lease has left, the last fencing token "
-                    "issued for it and whether the key exists: one line, or one JSON object "
-                    "with --json (fields key, exists, holder, ttl [seconds], token).  "
-                    "Exits 0 when the key is held, 3 when it is not.")
+        description=_wrap("Show who holds KEY, how long its lease has left, the last fencing "
+                          "token issued for it and whether the key exists: one line, or one JSON "
+                          "object with --json (fields key, exists, holder, ttl [seconds], token)."
+                          "  Exits 0 when the key is held, 3 when it is not."))
     p.add_argument("key", metavar="KEY", help="the lease key")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--timeout", type=positive_float, default=5.0, metavar="S",
@@ -218,13 +224,13 @@ def build_parser(prog=None):
     p = sub.add_parser(
         "watch", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
         help="print a line at every change of a key's holder",
-        description="Print the current holder of KEY, then one timestamped line at every "
-                    "change: elected (a new holder), released (the holder let go), expired "
-                    "(the holder's lease ran out).  Releases are pushed by the releasing node; "
-                    "expiry is caught by a timer aimed at the key's PTTL.  Runs until Ctrl-C "
-                    "(exit 130) or SIGTERM (143), or until --count changes were seen (exit 0).  "
-                    "Exits 1 if Redis cannot be reached at start; later connection errors are "
-                    "printed on stderr while it retries.")
+        description=_wrap("Print the current holder of KEY, then one timestamped line at every "
+                          "change: elected (a new holder), released (the holder let go), expired "
+                          "(the holder's lease ran out).  Releases are pushed by the releasing "
+                          "node; expiry is caught by a timer aimed at the key's PTTL.  Runs until"
+                          " Ctrl-C (exit 130) or SIGTERM (143), or until --count changes were "
+                          "seen (exit 0).  Exits 1 if Redis cannot be reached at start; later "
+                          "connection errors are printed on stderr while it retries."))
     p.add_argument("key", metavar="KEY", help="the lease key")
     p.add_argument("--count", type=positive_int, metavar="N",
                    help="exit 0 after N changes (the initial state does not count)")
@@ -237,15 +243,15 @@ def build_parser(prog=None):
         "run", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
         usage="%(prog)s KEY [--ttl S] [--grace S] [--restart] [options] -- CMD [ARGS...]",
         help="run a command only while this process leads KEY",
-        description="Campaign for KEY; while leading, run CMD.  CMD runs in its own process "
-                    "group with REDLEASE_KEY, REDLEASE_TOKEN (the term's fencing token) and "
-                    "REDLEASE_NODE_ID in its environment and no Redis connection inherited.  "
-                    "SIGINT, SIGTERM and SIGHUP are forwarded to it (then SIGKILL after "
-                    "--grace); SIGUSR1 and SIGUSR2 are passed on.  If the lease is lost, CMD gets "
-                    "SIGTERM, then SIGKILL after --grace.  When CMD exits the lease is released "
-                    "and redlease exits with CMD's code; with --restart it keeps campaigning and "
-                    "runs CMD again each time it leads.  If redlease itself is killed, the "
-                    "kernel sends CMD SIGKILL.")
+        description=_wrap("Campaign for KEY; while leading, run CMD.  CMD runs in its own process"
+                          " group with REDLEASE_KEY, REDLEASE_TOKEN (the term's fencing token) "
+                          "and REDLEASE_NODE_ID in its environment and no Redis connection "
+                          "inherited.  SIGINT, SIGTERM and SIGHUP are forwarded to it (then "
+                          "SIGKILL after --grace); SIGUSR1 and SIGUSR2 are passed on.  If the "
+                          "lease is lost, CMD gets SIGTERM, then SIGKILL after --grace.  When CMD"
+                          " exits the lease is released and redlease exits with CMD's code; with "
+                          "--restart it keeps campaigning and runs CMD again each time it leads."
+                          "  If redlease itself is killed, the kernel sends CMD SIGKILL."))
     p.add_argument("key", metavar="KEY", help="the lease key")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments "
                    "(after --)")
@@ -266,12 +272,12 @@ def build_parser(prog=None):
     p = sub.add_parser(
         "demo", formatter_class=_Formatter, epilog=EXIT_CODES_HELP,
         help="leader election between node processes: handover and crash failover",
-        description="Start N node processes on one key, show who leads, then a graceful "
-                    "handover (SIGTERM to the leader, which releases) and a crash failover "
-                    "(SIGKILL to the leader; the key must expire), with the measured takeover "
-                    "times.  Without --url (the demo ignores $REDIS_URL) a throwaway "
-                    "redis-server is started on a free loopback port and removed on exit.  "
-                    "Ctrl-C stops it cleanly.")
+        description=_wrap("Start N node processes on one key, show who leads, then a graceful "
+                          "handover (SIGTERM to the leader, which releases) and a crash failover "
+                          "(SIGKILL to the leader; the key must expire), with the measured "
+                          "takeover times.  Without --url (the demo ignores $REDIS_URL) a "
+                          "throwaway redis-server is started on a free loopback port and removed "
+                          "on exit.  Ctrl-C stops it cleanly."))
     p.add_argument("--url", default=None, metavar="URL",
                    help="use this Redis server (default: a throwaway redis-server)")
     p.add_argument("--nodes", type=int, default=3, metavar="N",
