@@ -183,3 +183,21 @@ def test_cmd_not_found_exits_127(cli, redis_server, key):
 
 def test_pid_alive_helper():
     assert pid_alive(os.getpid())
+
+
+@pytest.mark.node_timeout(30)
+def test_no_wait_skips_when_held_and_runs_when_free(cli, redis_server, key):
+    url = redis_server.url()
+    log = cli.log()
+    redis_server.cmd("SET", key, "someone-else", "PX", "20000")
+    rc, out, err = cli.run("run", key, "--no-wait", "--url", url, "--",
+                           *child_cmd(log, "--sleep", "0", "--code", "7"))
+    assert rc == 0, err
+    assert no_traceback(err)
+    assert starts(log) == []                                  # CMD did not run
+    assert redis_server.cmd("GET", key) == b"someone-else"    # nothing taken or released
+    redis_server.cmd("DEL", key)
+    rc, out, err = cli.run("run", key, "--no-wait", "--url", url, "--",
+                           *child_cmd(log, "--sleep", "0", "--code", "7"))
+    assert rc == 7, err
+    assert len(starts(log)) == 1

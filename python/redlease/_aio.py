@@ -5,7 +5,6 @@ the engine, which writes to it whenever a lease's published state changes;
 the loop's reader callback re-checks the waiters of that loop.  Works with
 any loop that implements add_reader (the default loop and uvloop).
 """
-import asyncio
 import os
 import weakref
 
@@ -99,6 +98,7 @@ class _Waiter:
 
 async def wait_state(obj, what, timeout=None):
     """Wait until obj._poll(what) is non-zero: returns that value, or 0 on timeout."""
+    import asyncio
     rc = obj._poll(what)
     if rc:
         return rc

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from .cli import (EXIT_CANNOT_EXEC, EXIT_INTERRUPTED, EXIT_LOST, EXIT_NOT_FOUND, CliError,
+from .cli import (EXIT_CANNOT_EXEC, EXIT_INTERRUPTED, EXIT_LOST, EXIT_NOT_FOUND, EXIT_OK, CliError,
                   error_message, mask_url, resolve_url, scrub)
 
 # Signals that stop redlease run: forwarded to CMD, no restart afterwards.
@@ -64,6 +64,7 @@ class Runner:
         self.proc = None
         self.proc_token = None
         self.lost = False            # the lease of the running CMD was lost
+        self.ever_led = False        # CMD was started at least once
         self.kill_at = None          # when to SIGKILL CMD's group
         self.stop_signal = None      # first stop signal received
         self.seen_leader = object()
@@ -278,7 +279,12 @@ class Runner:
             self.info("CMD (pid %d) still running after %g s: SIGKILL" % (proc.pid, args.grace))
             self._signal_group(signal.SIGKILL)
             self.kill_at = None
-        # 5. Leading and idle: start CMD.
+        # 5. --no-wait: someone else holds the key, and we never led: skip.
+        if (args.no_wait and self.proc is None and not self.ever_led and not node.is_leader
+                and node.leader not in (None, node.node_id)):
+            self.info("%r is held by %s: not running CMD (--no-wait)" % (self.key, node.leader))
+            return EXIT_OK
+        # 6. Leading and idle: start CMD.
         if self.proc is None and self.stop_signal is None and node.is_leader:
             token = node.token
             if token is not None:
@@ -299,6 +305,7 @@ class Runner:
             self._write("cannot run %r: %s" % (cmd[0], getattr(exc, "strerror", None) or exc))
             return EXIT_NOT_FOUND if not_found else EXIT_CANNOT_EXEC
         self.proc_token = token
+        self.ever_led = True
         self.revoke_reason = None
         self.info("leading %r (fencing token %d): started CMD (pid %d)"
                   % (self.key, token, self.proc.pid))

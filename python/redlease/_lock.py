@@ -1,5 +1,4 @@
 """Lock: a distributed mutex on the same engine as DistributionNode."""
-import asyncio
 import threading
 import time
 
@@ -91,6 +90,7 @@ class Lock(_c.LeaseBase):
         (None: no limit, 0: one attempt)."""
         if timeout is not None and not timeout >= 0:
             raise ValueError("timeout must be None or >= 0, got %r" % (timeout,))
+        import asyncio
         start = time.monotonic()
         delay = 0.001
         # Contention on this very object (several tasks or threads sharing it)

@@ -1,5 +1,4 @@
 """DistributionNode: leader election on one Redis key."""
-import asyncio
 import logging
 import threading
 
@@ -141,6 +140,7 @@ class _Leadership:
     # ---- async with ----
 
     async def __aenter__(self):
+        import asyncio
         node = self._node
         if node._phase != _c.PHASE_RUNNING:
             node.start()
@@ -183,6 +183,7 @@ class _Leadership:
         return blk
 
     async def __aexit__(self, exc_type, exc, tb):
+        import asyncio
         blk = await self._aexit_cleanup()
         if blk is not None and blk.fired and exc_type is asyncio.CancelledError:
             # Our cancellation turns into LeadershipLost (as asyncio.timeout

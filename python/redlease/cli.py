@@ -2,7 +2,7 @@
 
     redlease [--url URL] status KEY [--json]
     redlease [--url URL] watch KEY [--count N] [--json]
-    redlease [--url URL] run KEY [--ttl S] [--grace S] [--restart] -- CMD [ARGS...]
+    redlease [--url URL] run KEY [--ttl S] [--grace S] [--restart] [--no-wait] -- CMD [ARGS...]
     redlease demo [--url URL] [--nodes N] [--once]
 
 Also available as ``python -m redlease``.  ``--url`` may be given before or
@@ -260,6 +260,9 @@ def build_parser(prog=None):
                         "within about ttl/3")
     p.add_argument("--grace", type=nonneg_float, default=10.0, metavar="S",
                    help="seconds between SIGTERM (or a forwarded signal) and SIGKILL (default 10)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="if another node holds KEY, exit 0 at once without running CMD "
+                        "(for cron: the job runs on one host, the others skip it)")
     p.add_argument("--restart", action="store_true",
                    help="after CMD exits or the lease is lost, keep campaigning and run CMD "
                         "again when leading (until a signal stops redlease)")
