@@ -261,6 +261,17 @@ int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
     return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
 }
 
+/* The common start of every script reply: count it, and on NOSCRIPT (the
+ * server lost its script cache: SCRIPT FLUSH, a restart) send the same
+ * request again with EVAL.  Returns 1 when the reply was handled that way. */
+int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, redisCallbackFn *cb, int retry_ok)
+{
+    if (reply)
+        rl_conn_got_reply(&l->ep->cmd);
+    return reply && retry_ok && reply->type == REDIS_REPLY_ERROR &&
+           rl_reply_is_noscript(reply->str, reply->len) && rl_send_script(l, script, cb, 1) == 0;
+}
+
 void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r)
 {
     if (!r)
@@ -276,10 +287,7 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     int64_t now = rl_now_us();
     char msg[400];
     (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        rl_send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 1) == 0) {
+    if (rl_reply_resent(l, reply, RL_SCRIPT_ACQUIRE, acq_reply, 1)) {
         l->t_send = now;
         return;
     }
@@ -316,11 +324,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     int64_t now = rl_now_us();
     char msg[400];
     (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && l->phase == RL_L_LEADING && reply->type == REDIS_REPLY_ERROR &&
-        rl_reply_is_noscript(reply->str, reply->len) &&
-        rl_send_script(l, RL_SCRIPT_RENEW, renew_reply, 1) == 0) {
+    if (rl_reply_resent(l, reply, RL_SCRIPT_RENEW, renew_reply, l->phase == RL_L_LEADING)) {
         l->t_send = now;
         return;
     }
@@ -348,10 +352,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     char msg[400];
     (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        rl_send_script(l, RL_SCRIPT_RELEASE, rel_reply, 1) == 0)
+    if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {

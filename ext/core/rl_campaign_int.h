@@ -17,6 +17,7 @@ void rl_act_at(rl_lease *l, int64_t when);
 int64_t rl_backoff(rl_lease *l, int64_t cap);
 int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval);
 void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r);
+int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, redisCallbackFn *cb, int retry_ok);
 void rl_maybe_finish_stop(rl_lease *l);
 
 /* rl_publish.c */

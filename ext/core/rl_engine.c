@@ -106,15 +106,21 @@ void rl_engine_track_fd(rl_engine *e, int fd)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Removes fd from an unordered array of n fds (the caller holds the lock). */
+static void fd_array_remove(int *v, int *n, int fd)
+{
+    for (int i = 0; i < *n; i++) {
+        if (v[i] == fd) {
+            v[i] = v[--*n];
+            return;
+        }
+    }
+}
+
 void rl_engine_forget_fd(rl_engine *e, int fd)
 {
     pthread_mutex_lock(&e->mu);
-    for (int i = 0; i < e->nfds; i++) {
-        if (e->fds[i] == fd) {
-            e->fds[i] = e->fds[--e->nfds];
-            break;
-        }
-    }
+    fd_array_remove(e->fds, &e->nfds, fd);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -195,12 +201,7 @@ void rl_engine_remove_waker(int fd)
     if (!e)
         return;
     pthread_mutex_lock(&e->mu);
-    for (int i = 0; i < e->nwakers; i++) {
-        if (e->wakers[i] == fd) {
-            e->wakers[i] = e->wakers[--e->nwakers];
-            break;
-        }
-    }
+    fd_array_remove(e->wakers, &e->nwakers, fd);
     pthread_mutex_unlock(&e->mu);
 }
 

@@ -12,7 +12,7 @@
 #include "rl_engine.h"
 #include "rl_error.h"
 
-#define RL_WATCH_GRACE_US 5000
+#define RL_WATCH_GRACE_US 20000
 
 /* ---- watch mode: follow the holder without campaigning ---- */
 
@@ -23,10 +23,7 @@ static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
     int64_t now = rl_now_us();
     char msg[400];
     (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        rl_send_script(l, RL_SCRIPT_STATUS, watch_reply, 1) == 0)
+    if (rl_reply_resent(l, reply, RL_SCRIPT_STATUS, watch_reply, 1))
         return;
     l->busy = RL_REQ_NONE;
     if (l->phase != RL_L_CAMPAIGN) {
@@ -131,10 +128,7 @@ static void query_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     char msg[400];
     (void)ac;
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    if (reply && reply->type == REDIS_REPLY_ERROR && rl_reply_is_noscript(reply->str, reply->len) &&
-        rl_send_script(l, RL_SCRIPT_STATUS, query_reply, 1) == 0)
+    if (rl_reply_resent(l, reply, RL_SCRIPT_STATUS, query_reply, 1))
         return;
     l->q_inflight = 0;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
