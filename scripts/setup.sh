@@ -5,7 +5,7 @@
 #      python3-venv -- installed only when one of them is missing
 #      (with sudo when not root).
 #   2. .venv in the repository, made with the `python3` found on PATH.
-#   3. pip install ./ (the redlease package, builds the C core) and pytest.
+#   3. pip install ./ (the redlease package, builds the C core), pytest and uvloop.
 #
 # Safe to run again: steps already done are skipped, except the package
 # install, which always rebuilds so the venv matches the working tree.
@@ -95,6 +95,15 @@ if "$VPY" -c 'import pytest' >/dev/null 2>&1; then
 else
     log "running: pip install pytest"
     "$VPY" -m pip install -q pytest
+fi
+
+# uvloop lets the asyncio tests also run on uvloop; they skip those cases
+# without it, so a failed install is not fatal.
+if "$VPY" -c 'import uvloop' >/dev/null 2>&1; then
+    log "uvloop present"
+else
+    log "running: pip install uvloop (optional, for the asyncio tests)"
+    "$VPY" -m pip install -q uvloop || log "uvloop not installed; its test cases will be skipped"
 fi
 
 log "done"
