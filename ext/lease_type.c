@@ -508,53 +508,23 @@ static PyObject *get_phase(LeaseObject *self, void *c)
     return PyLong_FromLong(phase);
 }
 
-static PyObject *get_key(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return Py_NewRef(self->key);
-}
+/* A read-only property of an initialised object. */
+#define SIMPLE_GETTER(name, expr)                          \
+    static PyObject *name(LeaseObject *self, void *c)      \
+    {                                                      \
+        (void)c;                                           \
+        if (ready(self) < 0)                               \
+            return NULL;                                   \
+        return expr;                                       \
+    }
 
-static PyObject *get_node_id(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return Py_NewRef(self->node_id);
-}
-
-static PyObject *get_ttl(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return PyFloat_FromDouble(rl_lease_ttl(self->lease));
-}
-
-static PyObject *get_renew_interval(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return PyFloat_FromDouble(rl_lease_renew_interval(self->lease));
-}
-
-static PyObject *get_retry_interval(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return PyFloat_FromDouble(rl_lease_retry_interval(self->lease));
-}
-
-static PyObject *get_id(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return PyLong_FromUnsignedLongLong(rl_lease_id(self->lease));
-}
+SIMPLE_GETTER(get_key, Py_NewRef(self->key))
+SIMPLE_GETTER(get_node_id, Py_NewRef(self->node_id))
+SIMPLE_GETTER(get_ttl, PyFloat_FromDouble(rl_lease_ttl(self->lease)))
+SIMPLE_GETTER(get_renew_interval, PyFloat_FromDouble(rl_lease_renew_interval(self->lease)))
+SIMPLE_GETTER(get_retry_interval, PyFloat_FromDouble(rl_lease_retry_interval(self->lease)))
+SIMPLE_GETTER(get_id, PyLong_FromUnsignedLongLong(rl_lease_id(self->lease)))
+SIMPLE_GETTER(get_stale, PyBool_FromLong(rl_lease_stale(self->lease)))
 
 static PyObject *get_url(LeaseObject *self, void *c)
 {
@@ -564,14 +534,6 @@ static PyObject *get_url(LeaseObject *self, void *c)
         return NULL;
     rl_lease_url_safe(self->lease, buf, sizeof buf);
     return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
-}
-
-static PyObject *get_stale(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    return PyBool_FromLong(rl_lease_stale(self->lease));
 }
 
 static PyGetSetDef Lease_getset[] = {

@@ -16,6 +16,7 @@
 #include "rl_clock.h"
 #include "rl_engine.h"
 #include "rl_types.h"
+#include "rl_api_int.h"
 
 #define TOKEN_SUFFIX ":redlease-token"
 
@@ -249,7 +250,7 @@ int rl_lease_stale(const rl_lease *l)
     return l->fork_gen != rl_fork_generation();
 }
 
-static int check_fresh(const rl_lease *l, rl_error *err)
+int rl_api_check_fresh(const rl_lease *l, rl_error *err)
 {
     if (rl_lease_stale(l))
         return rl_seterr(err, RL_ESTATE, "this object was created before os.fork() and belongs to the "
@@ -257,7 +258,7 @@ static int check_fresh(const rl_lease *l, rl_error *err)
     return 0;
 }
 
-static rl_engine *engine_for(rl_lease *l, rl_error *err)
+rl_engine *rl_api_engine_for(rl_lease *l, rl_error *err)
 {
     rl_engine *e = atomic_load(&l->eng);
     if (!e) {
@@ -278,9 +279,9 @@ int rl_lease_start(rl_lease *l, rl_error *err)
 
 static int start(rl_lease *l, int quiet, rl_error *err)
 {
-    if (check_fresh(l, err) < 0)
+    if (rl_api_check_fresh(l, err) < 0)
         return -1;
-    rl_engine *e = engine_for(l, err);
+    rl_engine *e = rl_api_engine_for(l, err);
     if (!e)
         return -1;
     pthread_mutex_lock(&e->mu);
@@ -302,52 +303,15 @@ int rl_lease_start_lock(rl_lease *l, int once, int quiet, rl_error *err)
 
 int rl_lease_query_post(rl_lease *l, uint64_t *ticket, rl_error *err)
 {
-    if (check_fresh(l, err) < 0)
+    if (rl_api_check_fresh(l, err) < 0)
         return -1;
-    rl_engine *e = engine_for(l, err);
+    rl_engine *e = rl_api_engine_for(l, err);
     if (!e)
         return -1;
     pthread_mutex_lock(&e->mu);
     *ticket = l->q_seq + 1;
     pthread_mutex_unlock(&e->mu);
     return rl_engine_post(e, RL_CMD_QUERY, l, err);
-}
-
-int rl_lease_query_wait(rl_lease *l, uint64_t ticket, int64_t max_us, rl_query *out, rl_error *err)
-{
-    rl_engine *e = atomic_load(&l->eng);
-    int64_t until = rl_now_us() + max_us;
-    int rc = 0;
-    memset(out, 0, sizeof *out);
-    if (!e)
-        return rl_seterr(err, RL_ESTATE, "no query was posted");
-    pthread_mutex_lock(&e->mu);
-    for (;;) {
-        if (l->q_seq >= ticket) {
-            if (l->q_errkind) {
-                rc = rl_seterr(err, l->q_errkind, "%s", l->q_err ? l->q_err : "status query failed");
-            } else {
-                out->pttl = l->q_pttl;
-                out->token = l->q_token;
-                if (l->q_holder && (out->holder = malloc(l->q_holderlen + 1))) {
-                    memcpy(out->holder, l->q_holder, l->q_holderlen + 1);
-                    out->holderlen = l->q_holderlen;
-                }
-                rc = 1;
-            }
-            break;
-        }
-        if (e->quit) {
-            rc = rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
-            break;
-        }
-        int64_t left = until - rl_now_us();
-        if (left <= 0)
-            break;
-        rl_engine_timedwait(e, left);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return rc;
 }
 
 int rl_lease_stop(rl_lease *l)
@@ -386,79 +350,6 @@ int rl_lease_resign(rl_lease *l)
 /* Waiting for leadership is like threading.Event.wait: a lease that is not
  * started (yet) is simply not leading, and the wait goes on until it leads,
  * the time is up, or the latest attempt failed in a way retrying won't fix. */
-/* The condition a wait is for; e->mu held.  0 not yet, 1 done, 2 a lock's
- * single attempt ended without it, -1 error in *err. */
-static int wait_cond(rl_lease *l, rl_engine *e, int what, rl_error *err)
-{
-    switch (what) {
-    case RL_WAIT_STOPPED:
-        return l->pub_phase == RL_P_IDLE || l->pub_phase == RL_P_STOPPED || e->quit;
-    case RL_WAIT_RELEASED:
-        return (!rl_lease_is_leader(l) && l->pub_releasing == 0) || e->quit;
-    default:
-        if (rl_lease_is_leader(l))
-            return 1;
-        if (l->fatal_kind && l->pub_phase == RL_P_RUNNING)
-            return rl_seterr(err, l->fatal_kind, "%s", l->fatal_msg ? l->fatal_msg : "failed");
-        if (e->quit)
-            return rl_seterr(err, RL_ESTATE, "the redlease engine has shut down");
-        if (what == RL_WAIT_LOCK && l->lock_done)
-            return 2;
-        return 0;
-    }
-}
-
-typedef struct {
-    rl_lease *l;
-    rl_engine *e;
-    int what;
-} drive_ctx;
-
-static int drive_done(void *arg)
-{
-    drive_ctx *c = arg;
-    rl_error scratch;
-    pthread_mutex_lock(&c->e->mu);
-    int rc = wait_cond(c->l, c->e, c->what, &scratch);
-    pthread_mutex_unlock(&c->e->mu);
-    return rc != 0;
-}
-
-/* Waiting for leadership is like threading.Event.wait: a lease that is not
- * started (yet) is simply not leading, and the wait goes on until it leads,
- * the time is up, or the latest attempt failed in a way retrying won't fix.
- * While it waits, the calling thread runs the engine loop itself if nobody
- * else is (see rl_loop.c); otherwise it sleeps on the engine's condition. */
-int rl_lease_wait(rl_lease *l, int what, int64_t max_us, rl_error *err)
-{
-    if (check_fresh(l, err) < 0)
-        return -1;
-    if (!atomic_load(&l->eng) && (what == RL_WAIT_STOPPED || what == RL_WAIT_RELEASED))
-        return 1;
-    rl_engine *e = engine_for(l, err);
-    if (!e)
-        return -1;
-    int64_t until = rl_now_us() + max_us;
-    if (max_us > 0) {
-        drive_ctx ctx = {l, e, what};
-        if (!rl_engine_drive(e, drive_done, &ctx, until))
-            rl_engine_wake(e);   /* a quiet post must still be seen */
-    }
-    int rc;
-    pthread_mutex_lock(&e->mu);
-    for (;;) {
-        rc = wait_cond(l, e, what, err);
-        if (rc != 0)
-            break;
-        int64_t left = until - rl_now_us();
-        if (left <= 0)
-            break;
-        rl_engine_timedwait(e, left);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return rc;
-}
-
 /* ---- reads ---- */
 
 int rl_lease_is_leader(const rl_lease *l)
