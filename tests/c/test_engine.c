@@ -99,7 +99,7 @@ static void test_election(void)
 {
     rl_lease *ls[3];
     rl_error err;
-    char id[16];
+    char id[24];
     for (int i = 0; i < 3; i++) {
         snprintf(id, sizeof id, "node-%d", i);
         ls[i] = mk("elect", id, 1.0);
