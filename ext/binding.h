@@ -48,6 +48,12 @@ PyObject *rl_raise(rl_modstate *st, const rl_error *err);
  * 2 (RL_WAIT_LOCK) a single attempt ended without the lock. */
 int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout);
 
+/* The loop behind rl_wait: calls fn(arg, max_us, err) with the GIL released
+ * in slices of at most 50 ms, checking for signals between them, until it
+ * returns non-zero or timeout (< 0: none) passes.  Same results as rl_wait. */
+typedef int (*rl_slice_fn)(void *arg, int64_t max_us, rl_error *err);
+int rl_wait_slices(rl_modstate *st, rl_slice_fn fn, void *arg, double timeout);
+
 int rl_lease_type_init(PyObject *module, rl_modstate *st);
 
 #endif

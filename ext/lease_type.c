@@ -343,6 +343,18 @@ static PyObject *Lease_resign_nowait(LeaseObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+typedef struct {
+    rl_lease *l;
+    uint64_t ticket;
+    rl_query q;
+} query_wait_arg;
+
+static int query_wait_slice(void *arg, int64_t max_us, rl_error *err)
+{
+    query_wait_arg *a = arg;
+    return rl_lease_query_wait(a->l, a->ticket, max_us, &a->q, err);
+}
+
 /* _query(timeout) -> (holder or None, pttl_ms, last_token or None) */
 static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
 {
@@ -353,44 +365,32 @@ static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
     if (!st)
         return NULL;
     rl_error err = {0};
-    uint64_t ticket;
-    if (rl_lease_query_post(self->lease, &ticket, &err) < 0)
+    query_wait_arg a = {.l = self->lease};
+    if (rl_lease_query_post(self->lease, &a.ticket, &err) < 0)
         return rl_raise(st, &err);
-    double waited = 0.0;
-    for (;;) {
-        rl_query q;
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = rl_lease_query_wait(self->lease, ticket, 50000, &q, &err);
-        Py_END_ALLOW_THREADS
-        if (rc < 0)
-            return rl_raise(st, &err);
-        if (rc == 1) {
-            PyObject *holder = q.holder
-                ? PyUnicode_DecodeUTF8(q.holder, (Py_ssize_t)q.holderlen, "surrogateescape")
-                : Py_NewRef(Py_None);
-            free(q.holder);
-            if (!holder)
-                return NULL;
-            PyObject *tok = q.token >= 0 ? PyLong_FromLongLong(q.token) : Py_NewRef(Py_None);
-            if (!tok) {
-                Py_DECREF(holder);
-                return NULL;
-            }
-            return Py_BuildValue("(NLN)", holder, q.pttl, tok);
-        }
-        if (PyErr_CheckSignals() < 0)
-            return NULL;
-        waited += 0.05;
-        if (timeout >= 0 && waited >= timeout) {
-            rl_lease_info info;
-            rl_lease_get_info(self->lease, &info);
-            PyErr_Format(st->ConnectionError, "no answer from Redis within %.3f s%s%s", timeout,
-                         info.last_error ? ": " : "", info.last_error ? info.last_error : "");
-            rl_lease_info_clear(&info);
-            return NULL;
-        }
+    int rc = rl_wait_slices(st, query_wait_slice, &a, timeout);
+    if (rc < 0)
+        return NULL;
+    if (rc == 0) {
+        rl_lease_info info;
+        rl_lease_get_info(self->lease, &info, 0);
+        PyErr_Format(st->ConnectionError, "no answer from Redis within %.3f s%s%s", timeout,
+                     info.last_error ? ": " : "", info.last_error ? info.last_error : "");
+        rl_lease_info_clear(&info);
+        return NULL;
     }
+    PyObject *holder = a.q.holder
+        ? PyUnicode_DecodeUTF8(a.q.holder, (Py_ssize_t)a.q.holderlen, "surrogateescape")
+        : Py_NewRef(Py_None);
+    free(a.q.holder);
+    if (!holder)
+        return NULL;
+    PyObject *tok = a.q.token >= 0 ? PyLong_FromLongLong(a.q.token) : Py_NewRef(Py_None);
+    if (!tok) {
+        Py_DECREF(holder);
+        return NULL;
+    }
+    return Py_BuildValue("(NLN)", holder, a.q.pttl, tok);
 }
 
 static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
@@ -399,7 +399,7 @@ static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
     if (ready(self) < 0)
         return NULL;
     rl_lease_info info;
-    rl_lease_get_info(self->lease, &info);
+    rl_lease_get_info(self->lease, &info, 1);
     PyObject *r = Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:d,s:d,s:d}",
                                 "phase", info.phase,
                                 "acquisitions", (unsigned long long)info.acquired,
@@ -476,7 +476,7 @@ static PyObject *get_leader(LeaseObject *self, void *c)
     if (ready(self) < 0)
         return NULL;
     rl_lease_info info;
-    rl_lease_get_info(self->lease, &info);
+    rl_lease_get_info(self->lease, &info, 0);
     PyObject *r = info.leader
         ? PyUnicode_DecodeUTF8(info.leader, (Py_ssize_t)info.leaderlen, "surrogateescape")
         : Py_NewRef(Py_None);
@@ -490,22 +490,10 @@ static PyObject *get_last_error(LeaseObject *self, void *c)
     if (ready(self) < 0)
         return NULL;
     rl_lease_info info;
-    rl_lease_get_info(self->lease, &info);
+    rl_lease_get_info(self->lease, &info, 0);
     PyObject *r = info.last_error ? PyUnicode_FromString(info.last_error) : Py_NewRef(Py_None);
     rl_lease_info_clear(&info);
     return r;
-}
-
-static PyObject *get_phase(LeaseObject *self, void *c)
-{
-    (void)c;
-    if (ready(self) < 0)
-        return NULL;
-    rl_lease_info info;
-    rl_lease_get_info(self->lease, &info);
-    int phase = info.phase;
-    rl_lease_info_clear(&info);
-    return PyLong_FromLong(phase);
 }
 
 /* A read-only property of an initialised object. */
@@ -525,6 +513,7 @@ SIMPLE_GETTER(get_renew_interval, PyFloat_FromDouble(rl_lease_renew_interval(sel
 SIMPLE_GETTER(get_retry_interval, PyFloat_FromDouble(rl_lease_retry_interval(self->lease)))
 SIMPLE_GETTER(get_id, PyLong_FromUnsignedLongLong(rl_lease_id(self->lease)))
 SIMPLE_GETTER(get_stale, PyBool_FromLong(rl_lease_stale(self->lease)))
+SIMPLE_GETTER(get_phase, PyLong_FromLong(rl_lease_phase(self->lease)))
 
 static PyObject *get_url(LeaseObject *self, void *c)
 {

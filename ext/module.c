@@ -50,7 +50,7 @@ PyObject *rl_raise(rl_modstate *st, const rl_error *err)
     return NULL;
 }
 
-int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
+int rl_wait_slices(rl_modstate *st, rl_slice_fn fn, void *arg, double timeout)
 {
     int64_t until = timeout < 0 ? INT64_MAX : rl_now_us() + (int64_t)(timeout * 1e6);
     for (;;) {
@@ -63,10 +63,10 @@ int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
         rl_error err = {0};
         int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = rl_lease_wait(l, what, slice, &err);
+        rc = fn(arg, slice, &err);
         Py_END_ALLOW_THREADS
         if (rc > 0)
-            return rc;     /* 1 done; 2 a lock's single attempt ended without it */
+            return rc;
         if (rc < 0) {
             rl_raise(st, &err);
             return -1;
@@ -76,6 +76,23 @@ int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
         if (rl_now_us() >= until)
             return 0;
     }
+}
+
+typedef struct {
+    rl_lease *l;
+    int what;
+} lease_wait_arg;
+
+static int lease_wait_slice(void *arg, int64_t max_us, rl_error *err)
+{
+    lease_wait_arg *a = arg;
+    return rl_lease_wait(a->l, a->what, max_us, err);
+}
+
+int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
+{
+    lease_wait_arg a = {l, what};
+    return rl_wait_slices(st, lease_wait_slice, &a, timeout);
 }
 
 /* ---- module functions ---- */

@@ -75,7 +75,9 @@ typedef struct rl_lease_info {
     uint64_t acquired, renewals, renew_failures, losses;
     int64_t last_rtt_us, rtt_p50_us, rtt_p99_us;   /* renew round trips */
 } rl_lease_info;
-void rl_lease_get_info(rl_lease *l, rl_lease_info *out);
+/* with_rtt: also the renew round-trip percentiles (a sort; for stats). */
+void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt);
+int rl_lease_phase(rl_lease *l);                           /* RL_P_* */
 void rl_lease_info_clear(rl_lease_info *info);
 
 typedef struct rl_engine_info {

@@ -412,12 +412,27 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void rl_lease_get_info(rl_lease *l, rl_lease_info *out)
+int rl_lease_phase(rl_lease *l)
+{
+    rl_engine *e = atomic_load(&l->eng);
+    if (!e)
+        return RL_P_IDLE;
+    if (rl_lease_stale(l))
+        return RL_P_STOPPED;
+    pthread_mutex_lock(&e->mu);
+    int phase = l->pub_phase;
+    pthread_mutex_unlock(&e->mu);
+    return phase;
+}
+
+void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt)
 {
     rl_engine *e = atomic_load(&l->eng);
     memset(out, 0, sizeof *out);
     if (!e)
         return;
+    int64_t rtt[RL_RTT_RING];
+    unsigned n = 0;
     pthread_mutex_lock(&e->mu);
     out->phase = l->pub_phase;
     if (l->leader && (out->leader = malloc(l->leaderlen + 1))) {
@@ -431,10 +446,11 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out)
     out->renew_failures = l->st_renew_fail;
     out->losses = l->st_losses;
     out->last_rtt_us = l->st_last_rtt_us;
-    unsigned n = l->st_rtt_n < RL_RTT_RING ? l->st_rtt_n : RL_RTT_RING;
-    int64_t rtt[RL_RTT_RING];
-    for (unsigned i = 0; i < n; i++)
-        rtt[i] = l->st_rtt[i];
+    if (with_rtt) {
+        n = l->st_rtt_n < RL_RTT_RING ? l->st_rtt_n : RL_RTT_RING;
+        for (unsigned i = 0; i < n; i++)
+            rtt[i] = l->st_rtt[i];
+    }
     pthread_mutex_unlock(&e->mu);
     if (n) {
         qsort(rtt, n, sizeof rtt[0], cmp_i64);

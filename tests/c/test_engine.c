@@ -210,7 +210,7 @@ static void test_server_down_steps_down(void)
     int rc = rl_lease_wait(l, RL_WAIT_LEADER, 5000000, &err);
     if (rc != 1) {
         rl_lease_info info;
-        rl_lease_get_info(l, &info);
+        rl_lease_get_info(l, &info, 0);
         fprintf(stderr, "wait rc=%d err=%s last_error=%s phase=%d\n", rc, rc < 0 ? err.msg : "",
                 info.last_error ? info.last_error : "-", info.phase);
         rl_lease_info_clear(&info);

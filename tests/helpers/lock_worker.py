@@ -43,25 +43,10 @@ _TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
+from helpers.node_worker import boottime, emit  # noqa: E402  (same JSON-line protocol)
 from helpers.resp import RespClient  # noqa: E402
 
 import redlease  # noqa: E402
-
-_out_lock = threading.Lock()
-
-
-def boottime() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
-def emit(ev: str, **fields):
-    fields["ev"] = ev
-    fields["pid"] = os.getpid()
-    fields.setdefault("t", boottime())
-    line = json.dumps(fields, default=repr)
-    with _out_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
 
 
 def run_counter(cfg: dict):
