@@ -374,7 +374,10 @@ static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
     if (rc == 0) {
         rl_lease_info info;
         rl_lease_get_info(self->lease, &info, 0);
-        PyErr_Format(st->ConnectionError, "no answer from Redis within %.3f s%s%s", timeout,
+        /* PyErr_Format has no %f (3.12+ raise SystemError): format the number first. */
+        char secs[64];
+        snprintf(secs, sizeof secs, "%.3f", timeout);
+        PyErr_Format(st->ConnectionError, "no answer from Redis within %s s%s%s", secs,
                      info.last_error ? ": " : "", info.last_error ? info.last_error : "");
         rl_lease_info_clear(&info);
         return NULL;

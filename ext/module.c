@@ -238,8 +238,29 @@ static int add_scripts(PyObject *m)
     return rc;
 }
 
+/* The engine, its thread, its event queue and its atexit hook are per
+ * process and deliver to the main interpreter only: a module object in a
+ * subinterpreter would take the main interpreter's events and shut the
+ * engine down for everyone when that interpreter is destroyed.  On 3.12+
+ * the Py_mod_multiple_interpreters slot below refuses isolated
+ * subinterpreters before this runs; legacy ones (Py_NewInterpreter(),
+ * _testcapi.run_in_subinterp) are let through by CPython on every version,
+ * so this check is the one that always holds. */
+static int main_interpreter_only(void)
+{
+    if (PyInterpreterState_Get() == PyInterpreterState_Main())
+        return 0;
+    PyErr_SetString(PyExc_ImportError,
+                    "redlease supports only the main interpreter: redlease._redlease cannot be "
+                    "imported in a subinterpreter (its engine thread serves one interpreter "
+                    "per process)");
+    return -1;
+}
+
 static int module_exec(PyObject *m)
 {
+    if (main_interpreter_only() < 0)
+        return -1;
     rl_modstate *st = PyModule_GetState(m);
     PyObject *bases = NULL;
 
@@ -333,6 +354,9 @@ static void module_free(void *m)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters   /* 3.12+ */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
     {0, NULL},
 };
 

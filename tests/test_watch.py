@@ -125,6 +125,25 @@ def test_key_status_errors(rl, redis_server, key):
     assert rl.key_status(redis_server.url(), key, timeout=10.0)["exists"] is False
 
 
+@pytest.mark.parametrize("timeout", [0.5, 0.25])
+def test_query_timeout_message_is_a_connection_error(rl, redis_server, key, timeout):
+    # A stalled server (SIGSTOPped: the connection is accepted, no reply ever
+    # comes) and a command_timeout longer than the query's own timeout: the
+    # query gives up first, with the binding's "no answer within" message
+    # (it once used %f in PyErr_Format, a SystemError on 3.12+).
+    redis_server.pause()
+    try:
+        outcome, value = run_bounded(
+            lambda: rl.key_status(redis_server.url(), key, timeout=timeout,
+                                  command_timeout=30.0), 20)
+    finally:
+        redis_server.resume()
+    assert outcome == "raised", (outcome, value)
+    assert type(value) is rl.ConnectionError, repr(value)
+    assert isinstance(value, ConnectionError)          # also the builtin
+    assert str(value).startswith(f"no answer from Redis within {timeout:.3f} s"), str(value)
+
+
 # ---------------------------------------------------------------------------
 # Watch
 # ---------------------------------------------------------------------------
