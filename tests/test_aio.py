@@ -374,6 +374,54 @@ def test_outside_cancellation_at_the_moment_of_a_loss_stays_cancelled(rl, redis_
     run(main(), loop_kind)
 
 
+@pytest.mark.parametrize("order", ["interrupt-only", "interrupt-then-outside",
+                                   "outside-then-interrupt", "interrupt-cb-then-outside-cb"])
+def test_block_interrupt_and_outside_cancel_in_one_loop_turn(rl, redis_server, make_node, key,
+                                                            loop_kind, order):
+    """The library's interrupt of an async block and a cancel() from outside
+    in the same loop turn, in either order: the outside one always wins (the
+    task ends cancelled); the interrupt alone becomes LeadershipLost.  On
+    Python 3.10 (no Task.uncancel) the library tells them apart itself.
+    The interrupt is delivered the way the dispatcher does, through the
+    block's cancel() on the loop (the node does not really lose here)."""
+    node = make_node(redis_server.url(), ttl=30.0)
+
+    async def main():
+        inside = asyncio.Event()
+
+        async def worker():
+            async with node.leadership(timeout=10):
+                inside.set()
+                await asyncio.sleep(30)
+
+        task = asyncio.ensure_future(worker())
+        await asyncio.wait_for(inside.wait(), 15)
+        loop = asyncio.get_running_loop()
+        (blk,) = node._ablocks
+        if order == "interrupt-only":
+            blk.cancel()
+        elif order == "interrupt-then-outside":
+            blk.cancel()
+            task.cancel()
+        elif order == "outside-then-interrupt":
+            task.cancel()
+            blk.cancel()
+        else:
+            loop.call_soon(blk.cancel)
+            loop.call_soon(task.cancel)
+        done, _ = await asyncio.wait([task], timeout=15)
+        assert task in done
+        if order == "interrupt-only":
+            assert not task.cancelled()
+            assert isinstance(task.exception(), rl.LeadershipLost), task.exception()
+        else:
+            exc = None if task.cancelled() else task.exception()
+            assert task.cancelled(), (
+                f"the outside cancellation was swallowed: the task ended with {exc!r}")
+
+    run(main(), loop_kind)
+
+
 def test_outside_cancellation_while_waiting_to_lead(rl, redis_server, make_node, key, loop_kind):
     redis_server.cmd("SET", key, "someone-else")
     node = make_node(redis_server.url(), ttl=1.0, retry_interval=0.2)
@@ -637,8 +685,12 @@ async def main():
 
 if kind == "uvloop":
     import uvloop
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    if hasattr(asyncio, "Runner"):            # 3.11+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    else:                                     # 3.10: no asyncio.Runner
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.run(main())
 else:
     asyncio.run(main())
 print("after-run", flush=True)

@@ -52,10 +52,26 @@ class _Block:
         self.sent = False
 
 
+# The message of the cancellation that interrupts an async block after a
+# loss, on Pythons without Task.uncancel() (3.10 and older): there it is how
+# __aexit__ tells our cancellation from someone else's.
+_LOSS_CANCEL_MSG = "redlease: leadership lost inside the block"
+
+
+def _cancel_pending(task):
+    """Python < 3.11: True if someone already asked ``task`` to cancel and it
+    has not run since (3.11+ has Task.cancelling() and uncancel() instead).
+    Reads the Task's private state (the same in the C and Python Task)."""
+    if getattr(task, "_must_cancel", False):
+        return True
+    waiter = getattr(task, "_fut_waiter", None)
+    return waiter is not None and waiter.cancelled()
+
+
 class _AsyncBlock:
     """A running ``async with node.leadership(interrupt=True)`` block."""
 
-    __slots__ = ("task", "loop", "token", "active", "fired")
+    __slots__ = ("task", "loop", "token", "active", "fired", "outside")
 
     def __init__(self, task, loop, token):
         self.task = task
@@ -63,11 +79,33 @@ class _AsyncBlock:
         self.token = token
         self.active = True
         self.fired = False
+        self.outside = False   # < 3.11: another cancel() followed ours
 
     def cancel(self):          # runs in the block's event loop
-        if self.active and not self.fired:
+        if not self.active or self.fired:
+            return
+        task = self.task
+        if hasattr(task, "uncancel"):          # 3.11+: cancellations are counted
             self.fired = True
-            self.task.cancel()
+            task.cancel()
+            return
+        # Python 3.10: no count.  A cancellation already on its way (from
+        # outside) ends the block as CancelledError by itself: leave it.
+        if _cancel_pending(task):
+            return
+        self.fired = True
+        if getattr(task, "_fut_waiter", None) is not None:
+            # Ours cancels the future the task waits on, which queues the
+            # task's wake-up; a cancel() from outside before that wake-up
+            # leaves no trace in the exception, only in _must_cancel.  A
+            # probe queued just before the wake-up sees it.
+            self.loop.call_soon(self._probe)
+        # Otherwise a later cancel() replaces our message, which __aexit__ checks.
+        task.cancel(_LOSS_CANCEL_MSG)
+
+    def _probe(self):
+        if getattr(self.task, "_must_cancel", False):
+            self.outside = True
 
 
 class _Leadership:
@@ -189,7 +227,12 @@ class _Leadership:
             # Our cancellation turns into LeadershipLost (as asyncio.timeout
             # turns its own into TimeoutError) -- unless someone else cancelled
             # the task too: then the CancelledError goes on.
-            if hasattr(blk.task, "uncancel") and blk.task.uncancel() > 0:
+            if hasattr(blk.task, "uncancel"):
+                if blk.task.uncancel() > 0:
+                    return False
+            elif blk.outside or not (exc is not None and exc.args == (_LOSS_CANCEL_MSG,)):
+                # Python 3.10: another cancel() came after ours (seen by the
+                # probe, or it replaced our message) before the task ran.
                 return False
             raise LeadershipLost("leadership of %r (token %d) was lost inside the block"
                                  % (self._node.key, blk.token)) from exc
