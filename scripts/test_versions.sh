@@ -17,6 +17,10 @@
 #   REDLEASE_VERSION_TIMEOUT  cap in seconds per version (venv, build and
 #                             suite); default 420.  A version over its cap is
 #                             killed (its whole process group) and fails.
+#   REDLEASE_VERSIONS_DEADLINE  optional absolute end (seconds since 1970,
+#                             `date +%s`) for the whole run: each version's cap
+#                             is shortened to fit, and versions that no
+#                             longer fit are not started and count as failed.
 # The system packages (hiredis, redis-server, a compiler) are the ones
 # scripts/setup.sh installs; this script does not install them.
 set -uo pipefail
@@ -108,12 +112,23 @@ for ver in "${versions[@]}"; do
         skipped+=("$ver")
         continue
     fi
-    log "$ver: using $py (cap ${CAP}s)"
     t0=$(date +%s)
+    cap="$CAP"
+    if [ -n "${REDLEASE_VERSIONS_DEADLINE:-}" ]; then
+        left=$(( REDLEASE_VERSIONS_DEADLINE - t0 - 20 ))   # 20 s: kill-after and summary
+        [ "$left" -lt "$cap" ] && cap="$left"
+        if [ "$cap" -lt 60 ]; then
+            log "$ver: not started: only ${left}s left before the deadline"
+            summary+=("$ver ($py): NOT RUN (out of time)")
+            failed+=("$ver")
+            continue
+        fi
+    fi
+    log "$ver: using $py (cap ${cap}s)"
     # each version in its own process group under a hard cap
     export -f run_one log
     export ROOT
-    timeout --kill-after=15s "$CAP" bash -c 'run_one "$@"' run_one "$ver" "$py" \
+    timeout --kill-after=15s "$cap" bash -c 'run_one "$@"' run_one "$ver" "$py" \
         "${pytest_args[@]}" </dev/null
     rc=$?
     dt=$(( $(date +%s) - t0 ))
@@ -121,7 +136,7 @@ for ver in "${versions[@]}"; do
     if [ "$rc" -eq 0 ]; then
         summary+=("$ver ($py): passed in ${dt}s")
     elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        summary+=("$ver ($py): TIMED OUT after ${dt}s (cap ${CAP}s)")
+        summary+=("$ver ($py): TIMED OUT after ${dt}s (cap ${cap}s)")
         failed+=("$ver")
     else
         summary+=("$ver ($py): FAILED (exit $rc) in ${dt}s")
