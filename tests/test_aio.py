@@ -314,19 +314,26 @@ def test_loss_in_a_separate_task_of_a_running_node(rl, redis_server, make_node, 
     run(main(), loop_kind)
 
 
+async def _task_inside_block(node):
+    """A task that enters ``async with node.leadership()`` and sleeps there
+    for 30 s; returned once it is inside the block."""
+    inside = asyncio.Event()
+
+    async def worker():
+        async with node.leadership(timeout=10):
+            inside.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.ensure_future(worker())
+    await asyncio.wait_for(inside.wait(), 15)
+    return task
+
+
 def test_outside_cancellation_stays_cancelled_error(rl, redis_server, make_node, key, loop_kind):
     node = make_node(redis_server.url(), ttl=5.0)
 
     async def main():
-        inside = asyncio.Event()
-
-        async def worker():
-            async with node.leadership(timeout=10):
-                inside.set()
-                await asyncio.sleep(30)
-
-        task = asyncio.ensure_future(worker())
-        await asyncio.wait_for(inside.wait(), 15)
+        task = await _task_inside_block(node)
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=15)
         assert task in done
@@ -350,15 +357,7 @@ def test_outside_cancellation_at_the_moment_of_a_loss_stays_cancelled(rl, redis_
                      on_revoked=lambda reason: revoked.set())
 
     async def main():
-        inside = asyncio.Event()
-
-        async def worker():
-            async with node.leadership(timeout=10):
-                inside.set()
-                await asyncio.sleep(30)
-
-        task = asyncio.ensure_future(worker())
-        await asyncio.wait_for(inside.wait(), 15)
+        task = await _task_inside_block(node)
         redis_server.cmd("SET", key, "intruder")
         # Deliberately hold the loop until the dispatcher has handled the loss
         # (on_revoked runs after it asked this loop to cancel the block): the
@@ -387,15 +386,7 @@ def test_block_interrupt_and_outside_cancel_in_one_loop_turn(rl, redis_server, m
     node = make_node(redis_server.url(), ttl=30.0)
 
     async def main():
-        inside = asyncio.Event()
-
-        async def worker():
-            async with node.leadership(timeout=10):
-                inside.set()
-                await asyncio.sleep(30)
-
-        task = asyncio.ensure_future(worker())
-        await asyncio.wait_for(inside.wait(), 15)
+        task = await _task_inside_block(node)
         loop = asyncio.get_running_loop()
         (blk,) = node._ablocks
         if order == "interrupt-only":
