@@ -309,6 +309,55 @@ def test_methods_from_many_threads(rl, redis_server, make_node, key):
     assert redis_server.cmd("EXISTS", key) == 0
 
 
+def test_stop_returns_when_a_start_from_another_thread_supersedes_it(rl, redis_server, make_node, key):
+    # A stop() whose release is in flight while another thread calls
+    # start(): the engine restarts the lease after the release, so the
+    # lease is never seen "stopped" -- stop() must still return (it used
+    # to wait for a stopped phase that never came).
+    node = make_node(redis_server.url(), ttl=0.6, retry_interval=0.05)
+    for _ in range(40):
+        node.start()
+        assert node.wait_for_leadership(10)
+        stopper = threading.Thread(target=node.stop)
+        stopper.start()
+        node.start()
+        stopper.join(20)
+        assert not stopper.is_alive(), "stop() hung after a concurrent start()"
+    outcome, _ = run_bounded(node.stop, 30)
+    assert outcome == "ok"
+    assert redis_server.cmd("EXISTS", key) == 0
+
+
+def test_resign_returns_though_the_node_is_elected_again_at_once(rl, redis_server, make_node, key):
+    # retry_interval 1 ms: after a resign the node campaigns again at once and
+    # may lead again before the resigning thread runs; resign() returns all
+    # the same (it used to wait for a moment of not leading it could miss).
+    # Other threads waiting on the node drive the engine meanwhile, so the
+    # resigning thread sleeps and wakes late.  (A liveness check: the race
+    # it guards was seen under the 8-thread hammer, not forced here.)
+    node = make_node(redis_server.url(), ttl=0.6, retry_interval=0.001)
+    node.start()
+    done = threading.Event()
+
+    def other_waiter():
+        while not done.is_set():
+            node.wait_for_leadership(0.05)
+            time.sleep(0.0005)
+
+    others = [threading.Thread(target=other_waiter) for _ in range(3)]
+    for t in others:
+        t.start()
+    try:
+        for _ in range(60):
+            assert node.wait_for_leadership(10)
+            outcome, _ = run_bounded(node.resign, 20)
+            assert outcome == "ok", "resign() hung"
+    finally:
+        done.set()
+        for t in others:
+            t.join(20)
+
+
 def test_node_used_from_several_threads_in_turn(rl, redis_server, make_node, key):
     node = make_node(redis_server.url(), ttl=1.0)
     for fn in (node.start, lambda: node.wait_for_leadership(10)):

@@ -474,6 +474,7 @@ static void finish_stop(rl_lease *l)
     l->phase = RL_L_IDLE;
     l->want_stop = 0;
     l->resign_until = 0;
+    rl_pub_stops_done(l);
     if (l->want_restart) {
         l->want_restart = 0;
         rl_campaign_start(eng, l);
@@ -511,6 +512,8 @@ void rl_campaign_stop(rl_lease *l)
     rl_engine *eng = rl_lease_eng(l);
     if (l->phase == RL_L_IDLE || l->phase == RL_L_STOPPING) {
         l->want_restart = 0;
+        if (l->phase == RL_L_IDLE)
+            rl_pub_stops_done(l);      /* nothing to stop; a stopping one publishes at its end */
         return;
     }
     l->want_stop = 1;
@@ -525,13 +528,15 @@ void rl_campaign_stop(rl_lease *l)
 
 void rl_campaign_resign(rl_lease *l)
 {
-    if (l->phase != RL_L_LEADING)
-        return;
-    int64_t now = rl_now_us();
-    step_down(l, "resigned", 1);
-    l->resign_until = now + l->retry_us;
-    send_release(l);
-    after_loss(l, l->resign_until);
+    if (l->phase == RL_L_LEADING) {
+        int64_t now = rl_now_us();
+        step_down(l, "resigned", 1);
+        l->resign_until = now + l->retry_us;
+        send_release(l);
+        after_loss(l, l->resign_until);
+    }
+    if (!l->rel_pending)
+        rl_pub_releases(l, 0);     /* nothing in flight: this resign is over */
 }
 
 /* ---- endpoint events ---- */

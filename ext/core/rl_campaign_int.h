@@ -28,7 +28,8 @@ void rl_pub_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int
 void rl_pub_error(rl_lease *l, int fatal_kind, const char *msg);
 void rl_pub_clear_error(rl_lease *l);
 void rl_pub_phase(rl_lease *l, int phase);
-void rl_pub_releases(rl_lease *l, int delta);
+void rl_pub_releases(rl_lease *l, int delta);   /* 0 left: resigns taken are done */
+void rl_pub_stops_done(rl_lease *l);            /* the stops taken so far are over */
 
 /* rl_query.c */
 int rl_watch_send(rl_lease *l);

@@ -285,6 +285,10 @@ static int post(rl_engine *e, int op, rl_lease *l, rl_error *err, int wake_engin
         free(c);
         return rl_seterr(err, RL_ESTATE, "the redlease engine has shut down (interpreter exit or fork)");
     }
+    if (op == RL_CMD_STOP)
+        l->stops_posted++;
+    else if (op == RL_CMD_RESIGN)
+        l->resigns_posted++;
     if (e->cmd_tail)
         e->cmd_tail->next = c;
     else
@@ -345,9 +349,11 @@ void rl_engine_run_commands(rl_engine *e)
             }
             break;
         case RL_CMD_STOP:
+            l->stops_taken++;
             rl_campaign_stop(l);
             break;
         case RL_CMD_RESIGN:
+            l->resigns_taken++;
             rl_campaign_resign(l);
             break;
         case RL_CMD_QUERY:

@@ -113,14 +113,25 @@ void rl_pub_phase(rl_lease *l, int phase)
     pthread_mutex_unlock(&eng->mu);
 }
 
+void rl_pub_stops_done(rl_lease *l)
+{
+    rl_engine *eng = rl_lease_eng(l);
+    pthread_mutex_lock(&eng->mu);
+    l->stops_done = l->stops_taken;
+    rl_engine_notify(eng);
+    pthread_mutex_unlock(&eng->mu);
+}
+
 void rl_pub_releases(rl_lease *l, int delta)
 {
     rl_engine *eng = rl_lease_eng(l);
     l->rel_pending += delta;
     pthread_mutex_lock(&eng->mu);
     l->pub_releasing = l->rel_pending;
-    if (!l->rel_pending)
+    if (!l->rel_pending) {
+        l->resigns_done = l->resigns_taken;   /* every resign taken is over */
         rl_engine_notify(eng);
+    }
     pthread_mutex_unlock(&eng->mu);
 }
 

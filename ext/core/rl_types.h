@@ -113,6 +113,12 @@ struct rl_lease {
     int pub_phase;
     int lock_done;                     /* lock mode: campaign ended */
     int pub_releasing;                 /* releases in flight */
+    /* stop()/resign() calls posted (counted by post() in queue order) and
+     * completed: a waiter waits until every one posted so far is done, so
+     * a start() from another thread cannot leave it waiting for a stop
+     * that was superseded, nor a re-election for a release that is over. */
+    uint64_t stops_posted, stops_done;
+    uint64_t resigns_posted, resigns_done;
     int try_once;                      /* lock mode: one attempt only (set before START) */
     /* status query results */
     uint64_t q_seq;                    /* completed queries */
@@ -142,6 +148,7 @@ struct rl_lease {
     int held;                          /* Redis may hold our value */
     int want_stop;
     int want_restart;                  /* start() came while stopping */
+    uint64_t stops_taken, resigns_taken;   /* STOP/RESIGN commands taken */
     int rel_seen;                      /* a release was announced while busy */
     int64_t t_send;                    /* when the busy request was sent */
     int64_t resign_until;

@@ -42,9 +42,13 @@ static int wait_cond(wait_ctx *c, rl_error *err, int fill)
         }
         return 1;
     case RL_WAIT_STOPPED:
-        return l->pub_phase == RL_P_IDLE || l->pub_phase == RL_P_STOPPED || e->quit;
+        /* Every stop posted so far is over (a later start() may have
+         * restarted the lease: the stop still happened). */
+        return l->stops_done >= l->stops_posted || e->quit;
     case RL_WAIT_RELEASED:
-        return (!rl_lease_is_leader(l) && l->pub_releasing == 0) || e->quit;
+        /* Every resign posted so far is over and its release answered (a
+         * re-election after it does not make the waiter wait on). */
+        return l->resigns_done >= l->resigns_posted || e->quit;
     default:
         if (rl_lease_is_leader(l))
             return 1;
