@@ -189,7 +189,21 @@ static PyObject *remove_waker(PyObject *m, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* _term_node_id(value: bytes) -> bytes: the node_id part of a value stored
+ * in a lease key ("<node_id>#<16 hex>"); other values unchanged. */
+static PyObject *term_node_id(PyObject *m, PyObject *arg)
+{
+    (void)m;
+    char *buf;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &buf, &n) < 0)
+        return NULL;
+    return PyBytes_FromStringAndSize(buf, (Py_ssize_t)rl_term_idlen(buf, (size_t)n));
+}
+
 static PyMethodDef module_methods[] = {
+    {"_term_node_id", term_node_id, METH_O,
+     "_term_node_id(value: bytes) -> bytes: the node_id part of a stored lease value"},
     {"_add_waker", add_waker, METH_O, "_add_waker(fd): write 8 bytes to fd on every state change"},
     {"_remove_waker", remove_waker, METH_O, "_remove_waker(fd)"},
     {"_next_event", next_event, METH_O,

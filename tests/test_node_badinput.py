@@ -16,6 +16,7 @@ import pytest
 
 from helpers.redis_server import free_port
 from helpers.waiting import run_bounded
+from helpers.terms import term_of
 
 # ---------------------------------------------------------------------------
 # constructor argument types and values
@@ -118,7 +119,7 @@ def test_megabyte_key_works_or_is_rejected_cleanly(rl, redis_server, make_node):
     outcome, value = run_bounded(node.wait_for_leadership, 30, 10)
     assert outcome != "hung"
     if outcome == "ok" and value:
-        assert redis_server.cmd("GET", big) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", big)) == node.node_id.encode()
         node.stop()
         assert redis_server.cmd("EXISTS", big) == 0
     else:
@@ -134,7 +135,7 @@ def test_keys_with_nul_bytes_work(rl, redis_server, make_node, key):
     raw = key if isinstance(key, bytes) else key.encode()
     with node:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", raw) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", raw)) == node.node_id.encode()
     assert redis_server.cmd("EXISTS", raw) == 0
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from helpers.scripts import Output
 from helpers.waiting import boottime, run_bounded, wait_until
+from helpers.terms import term_of
 
 # ---------------------------------------------------------------------------
 # garbage collection
@@ -27,7 +28,7 @@ def test_gc_of_started_node_releases_lease(rl, redis_server, key):
     node.start()
     try:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", key) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
     except BaseException:
         node.stop()
         raise
@@ -114,7 +115,7 @@ EXIT_SCRIPT = textwrap.dedent(r"""
 def test_interpreter_exit_releases_lease(rl, redis_server, spawn_worker, run_script, key, mode):
     out = Output(run_script(EXIT_SCRIPT, redis_server.url(), key, mode))
     script_id = out.wait_json("node_id", 30)["node_id"]
-    assert redis_server.cmd("GET", key) == script_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == script_id.encode()
     # a peer with long ttl and retry interval: it can only lead soon if the
     # exiting process released the lease
     peer = spawn_worker(redis_server.url(), ttl=30.0, retry_interval=10.0)
@@ -133,7 +134,7 @@ def test_interpreter_exit_with_follower_node_does_not_hang(rl, redis_server, run
     out = Output(run_script(EXIT_SCRIPT, redis_server.url(), key, "follower"))
     out.wait_line("EXITING", 30)
     assert out.wait_exit(15) == 0, out.stderr()
-    assert redis_server.cmd("GET", key) == b"someone-else"
+    assert term_of(redis_server.cmd("GET", key)) == b"someone-else"
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def test_fork_child_does_not_inherit_leadership(rl, redis_server, run_script, ke
     assert done != "hung", "the forked child did not exit (interpreter exit hung)"
     assert os.WIFEXITED(done) and os.WEXITSTATUS(done) == 0, done
     # the child's exit neither released nor disturbed the parent's lease
-    assert redis_server.cmd("GET", key) == parent_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == parent_id.encode()
     parent = out.wait_json("parent", 30)["parent"]
     assert parent["is_leader"] is True
     assert parent["token"] == tok
@@ -241,7 +242,7 @@ def test_ctrl_c_during_wait(rl, redis_server, run_script, key, how):
     assert rc != 0
     assert "KeyboardInterrupt" in out.stderr(), out.stderr()
     assert "RETURNED" not in out.out
-    assert redis_server.cmd("GET", key) == b"holder-forever"
+    assert term_of(redis_server.cmd("GET", key)) == b"holder-forever"
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def test_methods_from_many_threads(rl, redis_server, make_node, key):
     outcome, _ = run_bounded(node.stop, 30)
     assert outcome == "ok"
     assert node.is_leader is False and node.token is None
-    assert redis_server.cmd("GET", key) != node.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) != node.node_id.encode()
     node.start()
     assert node.wait_for_leadership(10)
     if tokens:
@@ -411,7 +412,7 @@ def test_subclassing(rl, redis_server, key):
         assert node.history == ["start"]
         assert node.wait_for_leadership(10)
         assert node.describe() == "MyNode(sub-1, leader=True)"
-        assert redis_server.cmd("GET", key) == b"sub-1"
+        assert term_of(redis_server.cmd("GET", key)) == b"sub-1"
         with pytest.raises(TypeError):
             import pickle
             pickle.dumps(node)

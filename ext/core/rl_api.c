@@ -118,6 +118,7 @@ static void lease_free(rl_lease *l)
     free(l->tkey);
     free(l->channel);
     free(l->node_id);
+    free(l->term);
     free(l->leader);
     free(l->last_error);
     free(l->q_holder);
@@ -232,6 +233,16 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     memcpy(l->node_id, id, idlen);
     l->node_id[idlen] = 0;
     l->idlen = idlen;
+    /* The suffix is drawn by the engine before the first acquire. */
+    l->termlen = idlen + 1 + RL_TERM_SUFFIX_LEN;
+    l->term = malloc(l->termlen + 1);
+    if (!l->term)
+        goto oom;
+    memcpy(l->term, id, idlen);
+    l->term[idlen] = '#';
+    memset(l->term + idlen + 1, '0', RL_TERM_SUFFIX_LEN);
+    l->term[l->termlen] = 0;
+    l->term_used = 1;
 
     rl_campaign_init(l);
     l->pub_phase = RL_P_IDLE;

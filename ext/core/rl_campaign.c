@@ -11,6 +11,7 @@
 #include "rl_endpoint.h"
 #include "rl_engine.h"
 #include "rl_error.h"
+#include "rl_scripts.h"
 
 #define RL_BACKOFF_MIN_US 20000
 #define RL_WAIT_CONN_US 1000000     /* re-check when the connection is down */
@@ -85,6 +86,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv);
 static void send_release(rl_lease *l)
 {
     l->held = 0;
+    l->term_used = 1;          /* never acquire again under a released term */
     if (l->ep && rl_endpoint_ready(l->ep) && rl_send_script(l, RL_SCRIPT_RELEASE, rel_reply, 0) == 0)
         rl_pub_releases(l, 1);
 }
@@ -104,6 +106,7 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
         return;
     }
     l->phase = RL_L_LEADING;
+    l->term_used = 1;          /* after this term, the next acquire is a new one */
     l->lead_deadline = dl;
     rl_pub_deadline(l, token, dl);
     pthread_mutex_lock(&eng->mu);
@@ -155,6 +158,28 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     int64_t spread = rl_min64(d / 10, 5000);
     if (spread > 0)
         d += (int64_t)(rl_engine_rand(rl_lease_eng(l)) % (uint64_t)spread);
+    rl_act_at(l, now + d);
+}
+
+/* The database refused grants for wait_ms more: its marker is younger
+ * than a ttl (it is new, or lost its data).  Come back when it is old enough. */
+static void on_refused(rl_lease *l, long long wait_ms, int64_t now)
+{
+    if (wait_ms < 0)
+        wait_ms = 0;
+    if (wait_ms > l->ttl_us / 1000 + 1000)
+        wait_ms = l->ttl_us / 1000 + 1000;   /* saturate what the server says */
+    rl_pub_error(l, 0, "no grants yet: this database's " RL_MARKER_KEY " is younger than one ttl "
+                 "(the database is new, or was flushed or restarted without its data, so an "
+                 "earlier holder may still believe it leads); retrying when it is a ttl old");
+    if (l->phase != RL_L_CAMPAIGN)
+        return;
+    if (l->try_once) {
+        lock_attempt_over(l, 0, NULL);
+        return;
+    }
+    int64_t d = (int64_t)wait_ms * 1000 + 1000;
+    d += (int64_t)(rl_engine_rand(rl_lease_eng(l)) % 5000);
     rl_act_at(l, now + d);
 }
 
@@ -223,8 +248,8 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
 int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
 {
     rl_endpoint *ep = l->ep;
-    const char *argv[8];
-    size_t lens[8];
+    const char *argv[12];      /* at most 10: EVALSHA sha 3 key tkey marker term ttl channel retention */
+    size_t lens[12];
     int n = 0;
     if (eval) {
         argv[n] = "EVAL";
@@ -237,19 +262,23 @@ int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
         argv[n] = ep->sha[script];
         lens[n++] = strlen(ep->sha[script]);
     }
-    int two = script == RL_SCRIPT_ACQUIRE || script == RL_SCRIPT_STATUS;
-    argv[n] = two ? "2" : "1";
+    const char *const nkeys[RL_SCRIPT_COUNT] = {"3", "1", "1", "2"};
+    argv[n] = nkeys[script];
     lens[n++] = 1;
     argv[n] = l->key;
     lens[n++] = l->keylen;
-    if (two) {
+    if (script == RL_SCRIPT_ACQUIRE || script == RL_SCRIPT_STATUS) {
         argv[n] = l->tkey;
         lens[n++] = l->tkeylen;
     }
+    if (script == RL_SCRIPT_ACQUIRE) {
+        argv[n] = RL_MARKER_KEY;
+        lens[n++] = strlen(RL_MARKER_KEY);
+    }
     if (script == RL_SCRIPT_STATUS)
         return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
-    argv[n] = l->node_id;
-    lens[n++] = l->idlen;
+    argv[n] = l->term;
+    lens[n++] = l->termlen;
     if (script != RL_SCRIPT_RELEASE) {
         argv[n] = l->ttl_ms;
         lens[n++] = strlen(l->ttl_ms);
@@ -257,6 +286,10 @@ int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
     if (script != RL_SCRIPT_RENEW) {
         argv[n] = l->channel;
         lens[n++] = l->chlen;
+    }
+    if (script == RL_SCRIPT_ACQUIRE) {
+        argv[n] = RL_TOKEN_RETENTION_MS;
+        lens[n++] = strlen(RL_TOKEN_RETENTION_MS);
     }
     return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
 }
@@ -300,6 +333,8 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
         redisReply *e1 = reply->element[1];
         if (reply->element[0]->integer == 1 && e1->type == REDIS_REPLY_STRING) {
             on_acquired(l, strtoll(e1->str, NULL, 10), now);
+        } else if (reply->element[0]->integer == 2 && e1->type == REDIS_REPLY_STRING) {
+            on_refused(l, strtoll(e1->str, NULL, 10), now);
         } else {
             long long pttl = -1;
             if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER)
@@ -389,6 +424,13 @@ static void act_fire(rl_timer *t, int64_t now)
         if (!rl_endpoint_ready(l->ep)) {
             rl_act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
             return;
+        }
+        if (l->term_used) {
+            /* A new term: a value no earlier command of ours carries.  The
+             * old one, if Redis still holds it, is a foreign holder now. */
+            rl_term_set_suffix(l->term + l->idlen + 1, rl_engine_rand(rl_lease_eng(l)));
+            l->term_used = 0;
+            l->held = 0;
         }
         if (rl_send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 0) < 0) {
             l->err_streak++;

@@ -11,6 +11,7 @@
 #include "rl_endpoint.h"
 #include "rl_engine.h"
 #include "rl_error.h"
+#include "rl_scripts.h"
 
 #define RL_WATCH_GRACE_US 20000
 
@@ -107,10 +108,11 @@ void rl_query_publish(rl_lease *l, int errkind, const char *err, const redisRepl
     rl_set_text(&l->q_err, err ? err : "");
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3) {
         redisReply *h = r->element[0], *p = r->element[1], *t = r->element[2];
-        if (h->type == REDIS_REPLY_STRING && (l->q_holder = malloc(h->len + 1))) {
-            memcpy(l->q_holder, h->str, h->len);
-            l->q_holder[h->len] = 0;
-            l->q_holderlen = h->len;
+        size_t hl = h->type == REDIS_REPLY_STRING ? rl_term_idlen(h->str, h->len) : 0;
+        if (h->type == REDIS_REPLY_STRING && (l->q_holder = malloc(hl + 1))) {
+            memcpy(l->q_holder, h->str, hl);   /* the node_id part of the term */
+            l->q_holder[hl] = 0;
+            l->q_holderlen = hl;
         }
         if (p->type == REDIS_REPLY_INTEGER)
             l->q_pttl = p->integer;

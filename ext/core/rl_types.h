@@ -100,6 +100,7 @@ struct rl_lease {
     char *tkey;      size_t tkeylen;    /* fencing counter, same slot */
     char *channel;   size_t chlen;      /* release notifications */
     char *node_id;   size_t idlen;
+    char *term;      size_t termlen;    /* value of the current term: node_id#<16 hex> */
     int64_t ttl_us, renew_us, retry_us, conn_to_us, cmd_to_us, drift_us;
     char ttl_ms[24];
 
@@ -146,6 +147,7 @@ struct rl_lease {
     int busy;                          /* RL_REQ_* in flight */
     int rel_pending;                   /* releases in flight */
     int held;                          /* Redis may hold our value */
+    int term_used;                     /* led or released: the next acquire draws a new term */
     int want_stop;
     int want_restart;                  /* start() came while stopping */
     uint64_t stops_taken, resigns_taken;   /* STOP/RESIGN commands taken */

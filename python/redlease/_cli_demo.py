@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+from . import _redlease as _c
 from ._cli_demo_redis import DemoError, MiniRedis, RedisReplyError, ThrowawayRedis
 from .cli import EXIT_ERROR, EXIT_INTERRUPTED, mask_url
 
@@ -232,6 +233,10 @@ class Show:
             ms = r.call("PTTL", self.key)
             t2 = now()
             holder = r.call("GET", self.key)
+        if isinstance(holder, str):      # the node_id part of the term's value
+            holder = _c._term_node_id(holder.encode()).decode(errors="replace")
+        elif isinstance(holder, bytes):
+            holder = _c._term_node_id(holder)
         return ms, holder, (t1 + t2) / 2
 
     # ------------------------------------------------------------------ show
