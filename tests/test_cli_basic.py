@@ -166,6 +166,6 @@ def test_run_command_line_split(rl):
     a = parse_args(["--url", "redis://h/0", "run", "k", "--ttl", "3", "--", "cmd", "--ttl", "--"])
     assert (a.key, a.ttl, a.cmd, a.url) == ("k", 3.0, ["cmd", "--ttl", "--"], "redis://h/0")
     a = parse_args(["run", "k", "sleep", "1"])
-    assert a.cmd == ["sleep", "1"] and a.ttl == 10.0 and a.grace == 10.0 and not a.restart
+    assert a.cmd == ["sleep", "1"] and a.ttl == 10.0 and a.grace is None and not a.restart
     a = parse_args(["status", "--", "-odd-key"])       # '--' elsewhere keeps its usual meaning
     assert a.key == "-odd-key"

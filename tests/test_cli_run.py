@@ -103,7 +103,7 @@ def test_follower_stops_quietly(cli, redis_server, key, sig, code):
 @pytest.mark.node_timeout(30)
 def test_lost_lease_terminates_cmd(cli, redis_server, key):
     log = cli.log()
-    r = cli.start("run", key, "--ttl", "1", "--grace", "5", "--url", redis_server.url(), "--",
+    r = cli.start("run", key, "--ttl", "1", "--grace", "0.3", "--url", redis_server.url(), "--",
                   *child_cmd(log, "--term-code", "0"))
     start = wait_log(log, lambda e: e["ev"] == "start")
     redis_server.cmd("SET", key, "someone-else")       # the lease is taken away
@@ -119,7 +119,7 @@ def test_lost_lease_terminates_cmd(cli, redis_server, key):
 @pytest.mark.node_timeout(30)
 def test_lost_lease_sigkill_after_grace(cli, redis_server, key):
     log = cli.log()
-    r = cli.start("run", key, "--ttl", "1", "--grace", "0.5", "--url", redis_server.url(),
+    r = cli.start("run", key, "--ttl", "1", "--grace", "0.2", "--url", redis_server.url(),
                   "--", *child_cmd(log, "--ignore-term"))
     start = wait_log(log, lambda e: e["ev"] == "start")
     redis_server.cmd("SET", key, "someone-else")

@@ -2,7 +2,8 @@
 
     redlease [--url URL] status KEY [--json]
     redlease [--url URL] watch KEY [--count N] [--json]
-    redlease [--url URL] run KEY [--ttl S] [--grace S] [--restart] [--no-wait] -- CMD [ARGS...]
+    redlease [--url URL] run KEY [--ttl S] [--grace S] [--restart] [--no-wait]
+             [--once-per DURATION] -- CMD [ARGS...]
     redlease demo [--url URL] [--nodes N] [--once]
 
 Also available as ``python -m redlease``.  ``--url`` may be given before or
@@ -12,13 +13,17 @@ or ``unix:///path/to.sock?db=N``.  Passwords are never printed.
 
 Exit codes:
   0    success (status: the key is held)
-  1    error (Redis unreachable, authentication refused, bad URL, ...)
+  1    error (Redis unreachable, authentication refused, bad URL, --grace that does not
+       fit the ttl, ...)
   2    usage error (bad command line)
   3    status: the key is not held by anyone
-  4    run: the lease was lost while CMD ran (CMD was stopped; without --restart)
+  4    run: the lease was lost, or could not be renewed in time, while CMD ran (CMD was
+       stopped; without --restart)
   126  run: CMD could not be executed; 127: CMD was not found
   130  interrupted by Ctrl-C (SIGINT); 128+N after another terminating signal N
-  run: otherwise CMD's own exit code (128+N when CMD was killed by signal N)
+  run: otherwise CMD's own exit code (128+N when CMD was killed by signal N);
+       0 without running CMD: --no-wait and KEY is held, or --once-per and a run
+       completed within the period
 """
 import argparse
 import json
@@ -42,13 +47,17 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 EXIT_CODES_HELP = """\
 exit codes:
   0    success (status: the key is held)
-  1    error (Redis unreachable, authentication refused, bad URL, ...)
+  1    error (Redis unreachable, authentication refused, bad URL, --grace that does not
+       fit the ttl, ...)
   2    usage error
   3    status: the key is not held by anyone
-  4    run: the lease was lost while CMD ran (CMD was stopped; without --restart)
+  4    run: the lease was lost, or could not be renewed in time, while CMD ran (CMD was
+       stopped; without --restart)
   126  run: CMD could not be executed; 127: CMD was not found
   130  interrupted by Ctrl-C (SIGINT); 128+N after another terminating signal N
-  run: otherwise CMD's own exit code (128+N when CMD was killed by signal N)
+  run: otherwise CMD's own exit code (128+N when CMD was killed by signal N);
+       0 without running CMD: --no-wait and KEY is held, or --once-per and a run
+       completed within the period
 """
 
 URL_HELP = ("Redis URL: redis://[[user]:password@]host[:port][/db] or "
@@ -134,6 +143,14 @@ def nonneg_float(text):
     if not v >= 0 or v == float("inf"):
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0: %r" % text)
     return v
+
+
+def duration(text):
+    from ._cli_once import parse_duration
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
 
 
 def positive_int(text):
@@ -247,22 +264,36 @@ def build_parser(prog=None):
                           " group with REDLEASE_KEY, REDLEASE_TOKEN (the term's fencing token) "
                           "and REDLEASE_NODE_ID in its environment and no Redis connection "
                           "inherited.  SIGINT, SIGTERM and SIGHUP are forwarded to it (then "
-                          "SIGKILL after --grace); SIGUSR1 and SIGUSR2 are passed on.  If the "
-                          "lease is lost, CMD gets SIGTERM, then SIGKILL after --grace.  When CMD"
-                          " exits the lease is released and redlease exits with CMD's code; with "
-                          "--restart it keeps campaigning and runs CMD again each time it leads."
-                          "  If redlease itself is killed, the kernel sends CMD SIGKILL."))
+                          "SIGKILL after --grace); SIGUSR1 and SIGUSR2 are passed on.  CMD is "
+                          "gone before this host's lease can expire: when renewals fail and the "
+                          "lease has grace + margin left (margin = ttl/10 + 50 ms), CMD's group "
+                          "gets SIGTERM, and SIGKILL at the latest when margin is left; so "
+                          "--grace must be <= ttl - ttl/3 - 2 x margin - (ttl/100 + 2 ms) "
+                          "(about 0.45 x ttl - 0.1 s; exit 1 otherwise).  If the lease is lost, "
+                          "CMD gets SIGTERM, then SIGKILL after --grace.  When CMD exits the lease"
+                          " is released and redlease exits with CMD's code; with --restart it "
+                          "keeps campaigning and runs CMD again each time it leads.  Errors that "
+                          "waiting cannot fix (refused credentials, no permission, a bad "
+                          "database) exit 1 at once; an unreachable Redis is waited for (exit 1 "
+                          "with --no-wait).  If redlease itself is killed, the kernel sends CMD "
+                          "SIGKILL."))
     p.add_argument("key", metavar="KEY", help="the lease key")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments "
                    "(after --)")
     p.add_argument("--ttl", type=positive_float, default=10.0, metavar="S",
-                   help="lease time to live in seconds (default 10); a lost lease is noticed "
-                        "within about ttl/3")
-    p.add_argument("--grace", type=nonneg_float, default=10.0, metavar="S",
-                   help="seconds between SIGTERM (or a forwarded signal) and SIGKILL (default 10)")
+                   help="lease time to live in seconds (default 10); renewed every ttl/3")
+    p.add_argument("--grace", type=nonneg_float, default=None, metavar="S",
+                   help="seconds between SIGTERM (or a forwarded signal) and SIGKILL (default: "
+                        "10, or the most the ttl allows, about 0.45 x ttl - 0.1 s)")
+    p.add_argument("--connect-timeout", type=positive_float, default=1.0, metavar="S",
+                   help="give up on one connection attempt after S seconds (default 1)")
     p.add_argument("--no-wait", action="store_true",
-                   help="if another node holds KEY, exit 0 at once without running CMD "
-                        "(for cron: the job runs on one host, the others skip it)")
+                   help="if another node holds KEY, exit 0 at once without running CMD; if "
+                        "Redis cannot be reached, exit 1 at once (for cron)")
+    p.add_argument("--once-per", type=duration, default=None, metavar="DURATION",
+                   help="run CMD at most once per DURATION (e.g. 24h, 90m, 30s) across all "
+                        "hosts: a completed run leaves a marker with that ttl; while it is "
+                        "there, exit 0 without running CMD")
     p.add_argument("--restart", action="store_true",
                    help="after CMD exits or the lease is lost, keep campaigning and run CMD "
                         "again when leading (until a signal stops redlease)")
@@ -333,6 +364,8 @@ def parse_args(argv, prog=None):
             args.cmd = tail
         if not args.cmd:
             parser.error("run: missing CMD (usage: redlease run KEY [options] -- CMD [ARGS...])")
+        if args.once_per is not None and args.restart:
+            parser.error("run: --once-per and --restart do not go together")
     if args.command == "demo":
         if args.nodes < 2:
             parser.error("demo: --nodes must be at least 2")

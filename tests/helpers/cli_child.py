@@ -1,7 +1,7 @@
 """The CMD of the ``redlease run`` tests: records what it sees as JSON lines.
 
 Usage: python cli_child.py LOG [--code N] [--sleep S] [--term-code N]
-                               [--ignore-term] [--fds]
+                               [--ignore-term] [--fds] [--flock PATH]
 
 Appends to LOG one line {"ev": "start", pid, token, key, node_id} at start,
 then, on SIGTERM/SIGINT/SIGHUP, {"ev": "signal", "sig": N} and exits with
@@ -10,7 +10,13 @@ Otherwise it sleeps --sleep seconds (default: forever) and exits with --code.
 With --fds it also records every open file descriptor and its target
 ({"ev": "fds", "fds": {fd: target}}), and which of them are TCP sockets
 connected to a given port (taken from REDIS_PORT in the environment).
+Every record has "t" (CLOCK_MONOTONIC) and "boot" (CLOCK_BOOTTIME, the
+engine's clock, comparable across processes); an exit by itself is recorded
+as {"ev": "exit"}.  With --flock PATH it takes an exclusive flock on PATH at
+start without waiting and records "overlap": true if another CMD still holds
+it (a CMD's flock goes only when the process is gone, SIGKILL included).
 """
+import fcntl
 import argparse
 import json
 import os
@@ -21,6 +27,7 @@ import time
 
 def record(path, **fields):
     fields["t"] = time.monotonic()
+    fields["boot"] = time.clock_gettime(time.CLOCK_BOOTTIME)
     fields["pid"] = os.getpid()
     line = (json.dumps(fields) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -66,18 +73,28 @@ def main():
     ap.add_argument("--term-code", type=int, default=0)
     ap.add_argument("--ignore-term", action="store_true")
     ap.add_argument("--fds", action="store_true")
+    ap.add_argument("--flock", default=None)
     args = ap.parse_args()
 
     def on_signal(signum, frame):
         record(args.log, ev="signal", sig=signum)
         if not (args.ignore_term and signum == signal.SIGTERM):
+            record(args.log, ev="exit", code=args.term_code)
             os._exit(args.term_code)
 
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
+    overlap = None
+    if args.flock:
+        lock_fd = os.open(args.flock, os.O_RDWR | os.O_CREAT, 0o644)   # held until exit
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            overlap = False
+        except BlockingIOError:
+            overlap = True
     record(args.log, ev="start", token=os.environ.get("REDLEASE_TOKEN"),
            key=os.environ.get("REDLEASE_KEY"), node_id=os.environ.get("REDLEASE_NODE_ID"),
-           pgid=os.getpgid(0))
+           pgid=os.getpgid(0), overlap=overlap)
     if args.fds:
         fds = open_fds()
         port = int(os.environ.get("REDIS_PORT", "0"))
@@ -89,6 +106,7 @@ def main():
         while True:
             time.sleep(3600)
     time.sleep(args.sleep)
+    record(args.log, ev="exit", code=args.code)
     sys.exit(args.code)
 
 

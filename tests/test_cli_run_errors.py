@@ -1,0 +1,80 @@
+"""``redlease run`` gives up at once on what waiting cannot fix (refused
+credentials, an unknown user, NOPERM, a bad database; with --no-wait also an
+unreachable server): exit 1, one line on stderr, the password masked.
+Without --no-wait an unreachable server is waited for, with one line per
+change of state, not one per retry."""
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from helpers.cli_fixtures import cli, child_cmd, no_traceback, read_log  # noqa: F401
+from helpers.redis_server import free_port
+from helpers.waiting import wait_until
+
+SECRET = "s3cret-Pw"
+
+
+def _gives_up(cli, url, key, *extra):
+    log = cli.log()
+    t0 = time.monotonic()
+    rc, out, err = cli.run("run", key, "--ttl", "1", *extra, "--url", url, "--",
+                           *child_cmd(log, "--sleep", "0"), timeout=15)
+    took = time.monotonic() - t0
+    assert rc == 1, err
+    assert no_traceback(err), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert read_log(log) == []                 # CMD never ran
+    assert took < 10, took                     # liveness bound only
+    return err, took
+
+
+@pytest.mark.node_timeout(30)
+def test_wrong_password_exits_1_at_once(cli, redis_factory, key):
+    srv = redis_factory(password=SECRET)
+    err, took = _gives_up(cli, srv.url(password="wrong-" + SECRET), key)
+    print(f"\nrun exits {took:.3f} s after start on a wrong password")
+    assert "authentication" in err and SECRET not in err and "***" in err, err
+
+
+@pytest.mark.node_timeout(30)
+def test_unknown_user_exits_1(cli, redis_server, key):
+    err, _ = _gives_up(cli, redis_server.url(user="nobody", password=SECRET), key)
+    assert "authentication" in err and SECRET not in err, err
+
+
+@pytest.mark.node_timeout(30)
+@pytest.mark.parametrize("acl", [["-@all"], ["+@all", "~other:*"]], ids=["no-commands", "no-key"])
+def test_noperm_exits_1(cli, redis_server, key, acl):
+    redis_server.cmd("ACL", "SETUSER", "limited", "on", ">" + SECRET, "&*", *acl)
+    err, _ = _gives_up(cli, redis_server.url(user="limited", password=SECRET), key)
+    assert "NOPERM" in err and SECRET not in err, err
+
+
+@pytest.mark.node_timeout(30)
+def test_bad_db_exits_1(cli, redis_server, key):
+    err, _ = _gives_up(cli, redis_server.url(db=99), key)
+    assert "SELECT" in err or "DB index" in err, err
+
+
+@pytest.mark.node_timeout(30)
+def test_no_wait_unreachable_exits_1(cli, key):
+    err, _ = _gives_up(cli, f"redis://127.0.0.1:{free_port()}/0", key, "--no-wait")
+    assert "cannot" in err, err
+
+
+@pytest.mark.node_timeout(30)
+def test_unreachable_is_waited_for_with_one_line(cli, key):
+    log = cli.log()
+    r = cli.start("run", key, "--ttl", "1", "--url", f"redis://127.0.0.1:{free_port()}/0",
+                  "--", *child_cmd(log, "--sleep", "0"))
+    wait_until(lambda: "warning" in r.stderr(), timeout=10)
+    time.sleep(2.5)                            # several retries at ttl/3
+    assert r.proc.poll() is None               # still waiting
+    r.proc.send_signal(signal.SIGINT)
+    assert r.wait_exit(15) == 130
+    err = r.stderr()
+    assert err.count("warning") == 1, err
+    assert len(err.strip().splitlines()) <= 3, err
