@@ -269,7 +269,7 @@ def build_parser(prog=None):
                           "lease has grace + margin left (margin = ttl/10 + 50 ms), CMD's group "
                           "gets SIGTERM, and SIGKILL at the latest when margin is left; so "
                           "--grace must be <= ttl - ttl/3 - 2 x margin - (ttl/100 + 2 ms) "
-                          "(about 0.45 x ttl - 0.1 s; exit 1 otherwise).  If the lease is lost, "
+                          "(about 0.46 x ttl - 0.1 s; exit 1 otherwise).  If the lease is lost, "
                           "CMD gets SIGTERM, then SIGKILL after --grace.  When CMD exits the lease"
                           " is released and redlease exits with CMD's code; with --restart it "
                           "keeps campaigning and runs CMD again each time it leads.  Errors that "
@@ -284,7 +284,7 @@ def build_parser(prog=None):
                    help="lease time to live in seconds (default 10); renewed every ttl/3")
     p.add_argument("--grace", type=nonneg_float, default=None, metavar="S",
                    help="seconds between SIGTERM (or a forwarded signal) and SIGKILL (default: "
-                        "10, or the most the ttl allows, about 0.45 x ttl - 0.1 s)")
+                        "10, or the most the ttl allows, about 0.46 x ttl - 0.1 s)")
     p.add_argument("--connect-timeout", type=positive_float, default=1.0, metavar="S",
                    help="give up on one connection attempt after S seconds (default 1)")
     p.add_argument("--no-wait", action="store_true",
