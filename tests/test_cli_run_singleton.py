@@ -82,7 +82,9 @@ def test_takeovers_never_overlap(cli, redis_server, proxy_factory, key, tmp_path
     """Renewals fail (partition): the old CMD is dead before the new one starts."""
     log = cli.log()
     flock = str(tmp_path / "cmd.flock")
-    cmd = child_cmd(log, "--ignore-term", "--flock", flock)
+    # CMD and a process it left in its group both ignore SIGTERM and share
+    # the flock: a new CMD sees overlap while either lives
+    cmd = child_cmd(log, "--ignore-term", "--flock", flock, "--grandchild")
     proxies = {"a": proxy_factory(redis_server.port), "b": proxy_factory(redis_server.port)}
     runners = {}
     for name in ("a", "b"):
@@ -98,6 +100,10 @@ def test_takeovers_never_overlap(cli, redis_server, proxy_factory, key, tmp_path
         seen = read_log(log).index(e) + 1
         e["forked"] = fork_time(e["pid"])
         watch.watch(e["pid"])
+        gc = wait_log(log, lambda g: g["ev"] == "grandchild" and g["parent"] == e["pid"],
+                      desc="its grandchild")
+        watch.watch(gc["pid"])
+        e["group"] = [e["pid"], gc["pid"]]
         return e
 
     gaps, fork_gaps = [], []
@@ -107,20 +113,22 @@ def test_takeovers_never_overlap(cli, redis_server, proxy_factory, key, tmp_path
         old = prev["node_id"]
         proxies[old].blackhole()             # the leader's renewals get no reply
         cur = next_start()
-        died = watch.death(prev["pid"])
+        died = max(watch.death(pid) for pid in prev["group"])   # the whole group
         assert cur["node_id"] != old
         assert cur["overlap"] is False, "the new CMD started while the old one held its flock"
         gaps.append(cur["boot"] - died)
         fork_gaps.append(cur["forked"] - died)
         proxies[old].heal()                  # back as a follower
-    print(f"\n{TAKEOVERS} takeovers: gap old CMD exit -> new CMD start: min {min(gaps):.3f} s,"
-          f" max {max(gaps):.3f} s; old CMD exit -> new CMD's fork (clock tick, rounded down):"
+    print(f"\n{TAKEOVERS} takeovers: gap old CMD group gone -> new CMD start: min {min(gaps):.3f} s,"
+          f" max {max(gaps):.3f} s; old CMD gone -> new CMD's fork (clock tick, rounded down):"
           f" min {min(fork_gaps):.3f} s")
     assert min(gaps) > 0, gaps
     assert min(fork_gaps) > 0, fork_gaps
     for e in read_log(log):
         if e["ev"] == "start":
             assert e["overlap"] is False, e
+    grandchildren = [e["pid"] for e in read_log(log) if e["ev"] == "grandchild"]
+    assert len(grandchildren) == TAKEOVERS + 1
     for r in runners.values():
         r.proc.send_signal(signal.SIGTERM)
     for r in runners.values():

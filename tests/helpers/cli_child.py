@@ -15,6 +15,9 @@ engine's clock, comparable across processes); an exit by itself is recorded
 as {"ev": "exit"}.  With --flock PATH it takes an exclusive flock on PATH at
 start without waiting and records "overlap": true if another CMD still holds
 it (a CMD's flock goes only when the process is gone, SIGKILL included).
+With --grandchild it also forks a process in its process group that ignores
+SIGTERM and shares that flock (so the flock goes only when both are gone);
+it records {"ev": "grandchild", "pid": its pid, "parent": CMD's pid}.
 """
 import fcntl
 import argparse
@@ -74,6 +77,7 @@ def main():
     ap.add_argument("--ignore-term", action="store_true")
     ap.add_argument("--fds", action="store_true")
     ap.add_argument("--flock", default=None)
+    ap.add_argument("--grandchild", action="store_true")
     args = ap.parse_args()
 
     def on_signal(signum, frame):
@@ -95,6 +99,13 @@ def main():
     record(args.log, ev="start", token=os.environ.get("REDLEASE_TOKEN"),
            key=os.environ.get("REDLEASE_KEY"), node_id=os.environ.get("REDLEASE_NODE_ID"),
            pgid=os.getpgid(0), overlap=overlap)
+    if args.grandchild:
+        parent = os.getpid()
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            record(args.log, ev="grandchild", parent=parent)
+            while True:
+                time.sleep(3600)
     if args.fds:
         fds = open_fds()
         port = int(os.environ.get("REDIS_PORT", "0"))
