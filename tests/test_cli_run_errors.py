@@ -88,3 +88,16 @@ def test_unreachable_is_waited_for_with_one_line(cli, redis_factory, key):
     assert err.count("warning") == 1, err
     assert err.count("answers again") == 1, err
     assert read_log(log) == []
+
+
+@pytest.mark.node_timeout(30)
+def test_no_wait_waits_out_a_young_database(cli, redis_server, key):
+    """A database without its redlease:marker grants nothing for one ttl: a
+    wait that ends by itself, not an error, also with --no-wait."""
+    redis_server.cmd("DEL", "redlease:marker")
+    log = cli.log()
+    rc, out, err = cli.run("run", key, "--ttl", "1", "--no-wait", "--url", redis_server.url(),
+                           "--", *child_cmd(log, "--sleep", "0", "--code", "3"), timeout=15)
+    assert rc == 3, err
+    assert "warning" not in err and no_traceback(err), err
+    assert len(read_log(log)) >= 1

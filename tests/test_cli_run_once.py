@@ -78,3 +78,23 @@ def test_once_per_with_restart_is_refused(cli, redis_server, key):
     rc, out, err = cli.run("run", key, "--once-per", "1h", "--restart", "--url",
                            redis_server.url(), "--", "true")
     assert rc == 2 and "--once-per" in err, err
+
+
+@pytest.mark.node_timeout(40)
+@pytest.mark.parametrize("form", ["unix-db", "password-db"])
+def test_once_per_url_forms(cli, redis_factory, key, form):
+    """The marker goes to the server and database of the URL (unix socket,
+    AUTH, db index), where a later run finds it."""
+    srv = redis_factory(password="pw-1" if form == "password-db" else None)
+    url = srv.unix_url(db=3) if form == "unix-db" else srv.url(db=3)
+    log = cli.log()
+    for _ in range(2):
+        rc, out, err = cli.run("run", key, "--ttl", "1", "--once-per", "10m", "--url", url, "--",
+                               *child_cmd(log, "--sleep", "0"))
+        assert rc == 0, err
+    assert len(starts(log)) == 1
+    with srv.client() as c:
+        if srv.password:
+            c.execute("AUTH", srv.password)
+        c.execute("SELECT", "3")
+        assert json.loads(c.execute("GET", marker_key(key)))["exit"] == 0

@@ -64,6 +64,8 @@ class _Conn:
         password = unquote(u.password) if u.password is not None else None
         if "password" in q:
             password = q["password"][-1]
+        if "username" in q:
+            user = q["username"][-1]
         db = 0
         if scheme == "unix":
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
