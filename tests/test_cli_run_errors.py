@@ -77,11 +77,11 @@ def test_unreachable_is_waited_for_with_one_line(cli, redis_factory, key):
     wait_until(lambda: "held by someone-else" in r.stderr(), timeout=10)
     srv.kill()
     wait_until(lambda: "warning" in r.stderr(), timeout=10)
-    time.sleep(2.5)                             # several retries at ttl/3
+    time.sleep(1.5)                             # several retries at ttl/3
     assert r.proc.poll() is None                # still waiting
     srv.restart(seed_marker=True)
     srv.cmd("SET", key, "someone-else")
-    time.sleep(2)                               # it reconnects (one line says so)
+    wait_until(lambda: "answers again" in r.stderr(), timeout=10)
     r.proc.send_signal(signal.SIGINT)
     assert r.wait_exit(15) == 130
     err = r.stderr()

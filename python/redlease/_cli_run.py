@@ -9,6 +9,7 @@ stale or reordered callback cannot mislead it.
 import errno
 import fcntl
 import logging
+import math
 import os
 import select
 import signal
@@ -241,13 +242,14 @@ class Runner:
                            "%.2g or more" % (ttl, self.margin, renew, _ttl_for(0.0)))
         if self.args.grace is None:
             self.grace = min(DEFAULT_GRACE, limit)
-        elif self.args.grace > limit + 1e-9:
+        elif self.args.grace > limit:
+            shown = math.floor(limit * 1000) / 1000       # a value the check accepts
             raise CliError("--grace %g s does not fit --ttl %g s: CMD must be gone before the "
                            "lease can expire, so grace <= ttl - renew_interval - 2 x margin - "
                            "drift = %g - %.3g - 2 x %.3g - %.3g = %.3f s; use --grace %.3f or "
                            "less, or --ttl %.3g or more"
-                           % (self.args.grace, ttl, ttl, renew, self.margin, drift(ttl), limit,
-                              limit, _ttl_for(self.args.grace)))
+                           % (self.args.grace, ttl, ttl, renew, self.margin, drift(ttl), shown,
+                              shown, math.ceil(_ttl_for(self.args.grace) * 100) / 100))
         else:
             self.grace = self.args.grace
 
