@@ -101,3 +101,15 @@ def test_no_wait_waits_out_a_young_database(cli, redis_server, key):
     assert rc == 3, err
     assert "warning" not in err and no_traceback(err), err
     assert len(read_log(log)) >= 1
+
+
+@pytest.mark.node_timeout(30)
+def test_no_wait_silent_server_exits_1_after_connect_timeout(cli, redis_server, proxy_factory,
+                                                             key):
+    """A server that accepts but never answers (blackholed): exit 1 once the
+    connection attempt times out, not a hang."""
+    proxy = proxy_factory(redis_server.port)
+    proxy.blackhole()
+    err, took = _gives_up(cli, proxy.url(), key, "--no-wait", "--connect-timeout", "0.5")
+    assert "timed out" in err or "no reply" in err or "cannot" in err, err
+    print(f"\n--no-wait on a silent server: exit 1 after {took:.3f} s")

@@ -455,10 +455,10 @@ class Runner:
         if (args.no_wait and self.proc is None and not self.ever_led and not node.is_leader):
             err = node.last_error
             if err is not None and not err.startswith(MARKER_WAIT_PREFIX):
-                raise CliError("cannot use Redis at %s: %s (--no-wait: not waiting)"
+                raise CliError("Redis at %s: %s (--no-wait: not waiting)"
                                % (mask_url(self.url), scrub(err, self.url)))
         if not self.announced and (node.is_leader or node.leader is not None or node.last_error
-                                   or _now() - self.started_at >= args.connect_timeout):
+                                   or _now() - self.started_at >= args.connect_timeout + 1.0):
             # after the first answer: a definitive error is then the only line
             self.announced = True
             self.info("campaigning for %r as %s at %s (ttl %g s, grace %g s)"
