@@ -98,3 +98,22 @@ def test_once_per_url_forms(cli, redis_factory, key, form):
             c.execute("AUTH", srv.password)
         c.execute("SELECT", "3")
         assert json.loads(c.execute("GET", marker_key(key)))["exit"] == 0
+
+
+@pytest.mark.node_timeout(30)
+def test_once_per_unreachable(cli, key):
+    """--once-per does not change the rule: waited for, exit 1 with --no-wait."""
+    import time
+    from helpers.redis_server import free_port
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    log = cli.log()
+    rc, out, err = cli.run("run", key, "--once-per", "1h", "--no-wait", "--url", url, "--",
+                           *child_cmd(log, "--sleep", "0"), timeout=15)
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and no_traceback(err), err
+    r = cli.start("run", key, "--ttl", "1", "--once-per", "1h", "--url", url, "--",
+                  *child_cmd(log, "--sleep", "0"))
+    time.sleep(1.0)
+    assert r.proc.poll() is None, r.stderr()
+    r.proc.terminate()
+    assert r.wait_exit(15) == 143
+    assert starts(log) == []

@@ -121,6 +121,7 @@ class Runner:
         self.term_at = None          # when CMD got SIGTERM (BOOTTIME)
         self.err_state = None        # None, "marker" or "error": printed on change
         self.announced = False
+        self.marker_warned = False
         self.started_at = None
         self.once_per = getattr(args, "once_per", None)
 
@@ -179,7 +180,7 @@ class Runner:
             raise CliError(error_message(exc, self.url))
         try:
             self._check_grace()
-            if self.once_per is not None and self._marker_says_done():
+            if self.once_per is not None and self._marker_says_done(early=True):
                 return EXIT_OK
         except BaseException:
             self.node.stop()
@@ -253,10 +254,24 @@ class Runner:
         else:
             self.grace = self.args.grace
 
-    def _marker_says_done(self):
-        """--once-per: True (and a message) if a run completed within the period."""
+    def _marker_says_done(self, early=False):
+        """--once-per: True (and a message) if a run completed within the period,
+        False if not, None if Redis could not be asked (try again later).  The
+        early look (before campaigning) only saves a campaign; the one once
+        leading is the one that counts."""
         try:
             m = _cli_once.read_marker(self.url, self.key, self.args.connect_timeout + 1.0)
+        except (OSError, EOFError) as exc:
+            if self.args.no_wait:
+                raise CliError("--once-per: cannot reach Redis at %s to read the marker %r: %s "
+                               "(--no-wait: not waiting)" % (mask_url(self.url),
+                                                            _cli_once.marker_key(self.key),
+                                                            scrub(exc, self.url)))
+            if not early and not self.marker_warned:
+                self.marker_warned = True
+                self._write("warning: --once-per: cannot read the marker %r: %s; retrying"
+                            % (_cli_once.marker_key(self.key), scrub(exc, self.url)))
+            return False if early else None
         except Exception as exc:  # noqa: BLE001 - reported in one line
             raise CliError("--once-per: cannot read the marker %r at %s: %s"
                            % (_cli_once.marker_key(self.key), mask_url(self.url),
@@ -480,8 +495,12 @@ class Runner:
                 and node.lease_remaining > self.grace + self.margin):
             token = node.token
             if token is not None:
-                if self.once_per is not None and not self.ever_led and self._marker_says_done():
-                    return EXIT_OK
+                if self.once_per is not None and not self.ever_led:
+                    done = self._marker_says_done()
+                    if done is None:
+                        return None            # asked again at the next step
+                    if done:
+                        return EXIT_OK
                 return self._start(token)
         return None
 
