@@ -13,6 +13,7 @@ import math
 import os
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -262,6 +263,9 @@ class Runner:
         try:
             m = _cli_once.read_marker(self.url, self.key, self.args.connect_timeout + 1.0)
         except (OSError, EOFError) as exc:
+            if isinstance(exc, ssl.SSLError):      # a certificate problem: not fixed by waiting
+                raise CliError("--once-per: TLS to %s failed while reading the marker: %s"
+                               % (mask_url(self.url), scrub(exc, self.url)))
             if self.args.no_wait:
                 raise CliError("--once-per: cannot reach Redis at %s to read the marker %r: %s "
                                "(--no-wait: not waiting)" % (mask_url(self.url),
