@@ -387,12 +387,12 @@ class Runner:
                 "marker" if err.startswith(MARKER_WAIT_PREFIX) else "error")
             if state != self.err_state:
                 # one line per change of state, not one per retry
+                if self.err_state == "error":
+                    self.info("Redis at %s answers again" % mask_url(self.url))
                 if state == "marker":
                     self.info("waiting: %s" % err)
                 elif state == "error":
                     self._write("warning: %s; retrying" % err)
-                elif self.err_state == "error":
-                    self.info("Redis at %s answers again" % mask_url(self.url))
                 self.err_state = state
         leader = node.leader
         if leader != self.seen_leader:
