@@ -280,8 +280,13 @@ static int module_exec(PyObject *m)
     st->AuthenticationError = new_exc(m, "AuthenticationError",
                                       "Redis refused the user name or password.", st->ConnectionError);
     st->RedisError = new_exc(m, "RedisError", "Redis answered with an error.", st->RedleaseError);
+    /* Like threading.Lock's "release unlocked lock": a RuntimeError too. */
+    bases = PyTuple_Pack(2, st->RedleaseError, PyExc_RuntimeError);
+    if (!bases)
+        return -1;
     st->LockNotOwnedError = new_exc(m, "LockNotOwnedError",
-                                    "The lock is not held by this object.", st->RedleaseError);
+                                    "The lock is not held by this object (and this thread).", bases);
+    Py_DECREF(bases);
     if (!st->AuthenticationError || !st->RedisError || !st->LockNotOwnedError)
         return -1;
 

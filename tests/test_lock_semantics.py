@@ -160,7 +160,7 @@ def test_nonblocking_acquire_refused_raises_at_once(rl, make_lock):
              for i in range(4)]
     # keep a blocking acquirer on the endpoint so it stays in reconnect backoff
     bg = make_lock(url, "refused-bg", connect_timeout=60.0)
-    t = AcquireThread(bg, timeout=20)
+    t = AcquireThread(bg, timeout=2.5)
     t.start()
     time.sleep(0.3)
     for lock in locks:
@@ -170,6 +170,7 @@ def test_nonblocking_acquire_refused_raises_at_once(rl, make_lock):
         assert outcome == "raised" and isinstance(value, rl.ConnectionError), (outcome, value)
         assert elapsed < 1.0, f"a refused connection took {elapsed:.2f}s to report"
         assert lock.owned is False
+    assert t.outcome(20) is False
 
 
 def test_nonblocking_acquire_bounded_by_the_timeouts(rl, redis_server, proxy_factory, make_lock,

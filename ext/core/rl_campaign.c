@@ -354,6 +354,11 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
+    rl_engine *eng = rl_lease_eng(l);
+    pthread_mutex_lock(&eng->mu);      /* before the stop is published as over */
+    l->rel_answer = !reply || reply->type == REDIS_REPLY_ERROR ? 3
+                    : reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 ? 1 : 2;
+    pthread_mutex_unlock(&eng->mu);
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         rl_reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
@@ -387,6 +392,19 @@ static void act_fire(rl_timer *t, int64_t now)
             return;
         }
         if (!rl_endpoint_ready(l->ep)) {
+            /* A lock whose connection is down after a failed attempt (in
+             * reconnect backoff) hears of it now, not at the next attempt. */
+            if (l->mode == RL_MODE_LOCK && l->ep->cmd.state == RL_C_DOWN && l->ep->cmd.failures) {
+                char msg[400];
+                snprintf(msg, sizeof msg, "cannot connect to %s: the last attempt failed%s%s",
+                         l->ep->display, l->last_error ? ": " : "", l->last_error ? l->last_error : "");
+                if (l->try_once) {
+                    lock_attempt_over(l, RL_ECONN, l->last_error ? l->last_error : msg);
+                    return;
+                }
+                if (!l->last_error)
+                    rl_pub_error(l, 0, msg);
+            }
             rl_act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
             return;
         }

@@ -120,6 +120,8 @@ struct rl_lease {
     uint64_t stops_posted, stops_done;
     uint64_t resigns_posted, resigns_done;
     int try_once;                      /* lock mode: one attempt only (set before START) */
+    int rel_answer;                    /* lock mode: the latest release script's answer: 0 none,
+                                        * 1 deleted our term, 2 not ours, 3 no answer */
     /* status query results */
     uint64_t q_seq;                    /* completed queries */
     int q_errkind;                     /* 0 or rl_errkind of the last query */
