@@ -157,18 +157,18 @@ def test_expired_lease_without_auto_renew_frees_the_object(rl, redis_server, mak
 def test_nonblocking_acquire_refused_raises_at_once(rl, make_lock):
     url = f"redis://127.0.0.1:{free_port()}"
     locks = [make_lock(url, f"refused-{i}", connect_timeout=5.0, command_timeout=5.0)
-             for i in range(4)]
+             for i in range(6)]
     # keep a blocking acquirer on the endpoint so it stays in reconnect backoff
     bg = make_lock(url, "refused-bg", connect_timeout=60.0)
-    t = AcquireThread(bg, timeout=2.5)
+    t = AcquireThread(bg, timeout=4.0)
     t.start()
-    time.sleep(0.3)
+    time.sleep(1.0)
     for lock in locks:
         t0 = time.monotonic()
         outcome, value = run_bounded(lambda: lock.acquire(blocking=False), 20)
         elapsed = time.monotonic() - t0
         assert outcome == "raised" and isinstance(value, rl.ConnectionError), (outcome, value)
-        assert elapsed < 1.0, f"a refused connection took {elapsed:.2f}s to report"
+        assert elapsed < 0.8, f"a refused connection took {elapsed:.2f}s to report"
         assert lock.owned is False
     assert t.outcome(20) is False
 
@@ -206,7 +206,7 @@ def test_blocking_acquire_without_timeout_raises_when_unreachable(rl, make_lock)
 # fairness between threads of one process
 # ---------------------------------------------------------------------------
 def test_threads_with_own_locks_on_one_key_share_fairly(rl, redis_server, key):
-    n, duration = 6, 3.0
+    n, duration = 6, 3.0   # each holds 10 ms: the releaser used to win again
     counts = [0] * n
     errors = []
     stop = time.monotonic() + duration
@@ -217,6 +217,7 @@ def test_threads_with_own_locks_on_one_key_share_fairly(rl, redis_server, key):
             while time.monotonic() < stop:
                 if lock.acquire(timeout=10):
                     counts[i] += 1
+                    time.sleep(0.01)
                     lock.release()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
