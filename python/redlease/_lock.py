@@ -285,7 +285,9 @@ class Lock(_c.LeaseBase):
     def _judge_release(self, answer, still_owned):
         # 1: Redis held this term and deleted it.  2: Redis no longer held it.
         # 0 (nothing sent) / 3 (no answer): only the local deadline can tell.
-        if answer == 1:
+        # A lease past its local deadline was lost whatever Redis says (the
+        # safety margin for clock drift is gone).
+        if answer == 1 and still_owned:
             return
         if answer == 2:
             raise LockNotOwnedError(
