@@ -202,6 +202,20 @@ def test_blocking_acquire_without_timeout_raises_when_unreachable(rl, make_lock)
     assert lock.owned is False
 
 
+def test_acquire_async_without_timeout_raises_when_unreachable(rl, make_lock):
+    lock = make_lock(f"redis://127.0.0.1:{free_port()}", "unreachable-async",
+                     connect_timeout=0.3)
+
+    async def main():
+        with pytest.raises(rl.ConnectionError):
+            await asyncio.wait_for(lock.acquire_async(), 20)
+        with pytest.raises(rl.ConnectionError):
+            await asyncio.wait_for(lock.acquire_async(timeout=0), 20)
+
+    asyncio.run(main())
+    assert lock.owned is False
+
+
 # ---------------------------------------------------------------------------
 # fairness between threads of one process
 # ---------------------------------------------------------------------------
