@@ -67,6 +67,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     rl_pub_emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
+    rl_pub_leader(l, NULL, 0);   /* not this node any more; the next reply says who */
 }
 
 /* After losing the lease: a node campaigns again, a lock waits for its
