@@ -44,6 +44,7 @@ PyObject *rl_raise(rl_modstate *st, const rl_error *err)
     case RL_EREDIS: type = st->RedisError; break;
     case RL_ENOMEM: return PyErr_NoMemory();
     case RL_ESYS: type = PyExc_OSError; break;
+    case RL_EPERM: type = st->PermissionError; break;
     default: type = st->RedleaseError; break;
     }
     PyErr_SetString(type, err->msg);
@@ -298,6 +299,12 @@ static int module_exec(PyObject *m)
                                     "The lock is not held by this object.", st->RedleaseError);
     if (!st->AuthenticationError || !st->RedisError || !st->LockNotOwnedError)
         return -1;
+    /* Not a ConnectionError: retrying does not fix an ACL denial. */
+    st->PermissionError = new_exc(m, "PermissionError",
+                                  "Redis denied a command, key or channel to this user (NOPERM, ACL).",
+                                  st->RedisError);
+    if (!st->PermissionError)
+        return -1;
 
     int major, minor, patch;
     rl_hiredis_version(&major, &minor, &patch);
@@ -344,6 +351,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->ConnectionError);
     Py_VISIT(st->AuthenticationError);
     Py_VISIT(st->RedisError);
+    Py_VISIT(st->PermissionError);
     Py_VISIT(st->LockNotOwnedError);
     return 0;
 }
@@ -357,6 +365,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->ConnectionError);
     Py_CLEAR(st->AuthenticationError);
     Py_CLEAR(st->RedisError);
+    Py_CLEAR(st->PermissionError);
     Py_CLEAR(st->LockNotOwnedError);
     return 0;
 }

@@ -314,12 +314,32 @@ void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply 
         snprintf(buf, n, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
 }
 
+/* The same, naming the server, with what to do about a permission error. */
+static void reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const redisReply *r)
+{
+    const char *srv = l->ep ? l->ep->display : "the server";
+    int k;
+    if (!r)
+        k = snprintf(buf, n, "%s at %s: connection lost before the reply", what, srv);
+    else if (rl_reply_errkind(r->str, r->len) == RL_EPERM)
+        k = snprintf(buf, n, "%s at %s: %.*s; the ACL user needs the commands EVALSHA, EVAL, SCRIPT, "
+                 "PUBLISH, SUBSCRIBE and PING, the keys %.*s, %.*s and " RL_MARKER_KEY
+                 ", and the channel %.*s", what, srv, (int)(r->len > 160 ? 160 : r->len), r->str,
+                 (int)(l->keylen > 60 ? 60 : l->keylen), l->key,
+                 (int)(l->tkeylen > 80 ? 80 : l->tkeylen), l->tkey,
+                 (int)(l->chlen > 80 ? 80 : l->chlen), l->channel);
+    else
+        k = snprintf(buf, n, "%s at %s: %.*s", what, srv, (int)(r->len > 200 ? 200 : r->len), r->str);
+    if (k < 0 && n)
+        buf[0] = 0;        /* truncation is fine; an encoding error is not expected */
+}
+
 static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
     redisReply *reply = r;
     int64_t now = rl_now_us();
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_ACQUIRE, acq_reply, 1)) {
         l->t_send = now;
@@ -327,7 +347,7 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     l->busy = RL_REQ_NONE;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "acquire failed", reply);
+        reply_error_at(msg, sizeof msg, l, "acquire failed", reply);
         attempt_failed(l, reply ? rl_reply_errkind(reply->str, reply->len) : 0, msg, now);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER) {
@@ -358,7 +378,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     rl_lease *l = priv;
     redisReply *reply = r;
     int64_t now = rl_now_us();
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RENEW, renew_reply, l->phase == RL_L_LEADING)) {
         l->t_send = now;
@@ -368,7 +388,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     if (l->phase != RL_L_LEADING) {
         /* We stepped down meanwhile; the answer no longer matters. */
     } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "renew failed", reply);
+        reply_error_at(msg, sizeof msg, l, "renew failed", reply);
         renew_failed(l, msg, now);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         renewed(l, now);
@@ -386,13 +406,13 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
     redisReply *reply = r;
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
+        reply_error_at(msg, sizeof msg, l, "release failed (the key will expire by itself)", reply);
         rl_pub_error(l, 0, msg);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
         rl_pub_leader(l, NULL, 0);

@@ -137,7 +137,9 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
             c->hs_pending = -1;
             rl_endpoint_set_fatal(c->ep, 0, msg);
         } else {
-            if (strncmp(what, "AUTH", 4) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
+            if (kind == RL_EPERM)
+                ;                      /* an ACL denial, not the credentials */
+            else if (strncmp(what, "AUTH", 4) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
                 strncmp(reply->str, "WRONGPASS", 9) == 0)
                 kind = RL_EAUTH;
             else if (kind != RL_EAUTH)
@@ -145,6 +147,10 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
             if (kind == RL_EAUTH)
                 snprintf(msg, sizeof msg, "authentication failed at %s: %.*s; check the user and password in the URL",
                          c->ep->display, (int)(reply->len > 120 ? 120 : reply->len), reply->str);
+            else if (kind == RL_EPERM)
+                snprintf(msg, sizeof msg, "%s refused by %s: %.*s; the ACL user lacks a permission redlease "
+                         "needs (see README, Errors)", what, c->ep->display,
+                         (int)(reply->len > 120 ? 120 : reply->len), reply->str);
             else
                 snprintf(msg, sizeof msg, "%s refused by %s: %.*s", what, c->ep->display,
                          (int)(reply->len > 120 ? 120 : reply->len), reply->str);
@@ -375,7 +381,9 @@ int rl_reply_errkind(const char *s, size_t len)
     for (int i = 0; transient[i]; i++)
         if (prefix(s, len, transient[i]))
             return 0;
-    if (prefix(s, len, "NOAUTH") || prefix(s, len, "WRONGPASS") || prefix(s, len, "NOPERM"))
+    if (prefix(s, len, "NOAUTH") || prefix(s, len, "WRONGPASS"))
         return RL_EAUTH;
+    if (prefix(s, len, "NOPERM"))
+        return RL_EPERM;
     return RL_EREDIS;
 }

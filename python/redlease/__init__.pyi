@@ -6,6 +6,7 @@ from ._redlease import (
     ConnectionError as ConnectionError,
     LeadershipLost as LeadershipLost,
     LockNotOwnedError as LockNotOwnedError,
+    PermissionError as PermissionError,
     RedisError as RedisError,
     RedleaseError as RedleaseError,
     LeaseBase,
