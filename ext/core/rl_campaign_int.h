@@ -36,5 +36,6 @@ int rl_watch_send(rl_lease *l);
 void rl_watch_message(rl_lease *l, const char *p, size_t len);
 void rl_query_publish(rl_lease *l, int errkind, const char *err, const redisReply *r);
 void rl_query_send_pending(rl_lease *l);
+void rl_query_conn_down(rl_lease *l, const char *why, int fatal_kind);
 
 #endif

@@ -87,9 +87,12 @@ static void conn_failed(rl_conn *c, const char *why, int fatal_kind)
     c->failures++;
     if (was_ready)
         atomic_fetch_add(&eng->st_reconnects, 1);
-    /* An endpoint nobody uses waits for its next lease to reconnect. */
+    /* An endpoint nobody uses waits for its next lease to reconnect (and
+     * the connect timeout must not fire as a reconnect either). */
     if (!c->ep->freeing && c->ep->nleases > 0)
         rl_heap_set(&eng->timers, &c->timer, rl_now_us() + backoff_us(c, fatal_kind != 0));
+    else
+        rl_heap_cancel(&eng->timers, &c->timer);
     rl_endpoint_conn_down(c, why, fatal_kind);
 }
 
