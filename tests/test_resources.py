@@ -7,6 +7,10 @@ connections, fds, attempts) are exact or bounded by what the settings allow.
 """
 from __future__ import annotations
 
+import asyncio
+import gc
+import os
+import threading
 import time
 
 import pytest
@@ -51,3 +55,89 @@ def test_status_query_unreachable_frees_everything(rl, redis_server, proxy_facto
     after = _engine(rl)
     assert after["connections_opened"] == opened, (after, before)
     assert after["leases"] == before["leases"] and after["connections"] == before["connections"], after
+
+
+# ---------------------------------------------------------------------------
+# 2. many asyncio event loops, one after the other and at once
+# ---------------------------------------------------------------------------
+def _fd_count():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_many_event_loops_in_turn_and_at_once(rl, redis_server, make_node):
+    node = make_node(redis_server.url(), ttl=1.0)   # never started: the waits time out
+
+    async def one_wait():
+        return await node.wait_for_leadership_async(timeout=0.01)
+
+    def one_loop(barrier=None):
+        loop = asyncio.new_event_loop()
+        try:
+            if barrier is not None:
+                # every loop has its waker registered before any is closed
+                loop.run_until_complete(one_wait())
+                barrier.wait(30)
+            return loop.run_until_complete(one_wait())
+        finally:
+            loop.close()
+
+    assert one_loop() is False      # warm up (engine thread, first waker)
+    gc.collect()
+    fd0 = _fd_count()
+    for i in range(100):
+        assert one_loop() is False, i
+    gc.collect()
+    assert _fd_count() == fd0
+
+    n = 70
+    barrier = threading.Barrier(n)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(one_loop(barrier))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker, name=f"test-loop-{i}") for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:3]
+    assert results == [False] * n
+    gc.collect()
+    wait_until(lambda: gc.collect() is not None and _fd_count() == fd0, 10,
+               desc="the event loops' fds closed")
+
+
+def test_event_loop_registration_failure_closes_its_eventfd(rl, redis_server, make_node, monkeypatch):
+    """If the engine refuses a loop's waker (out of memory, engine shut
+    down), the eventfd made for it is closed, not leaked."""
+    node = make_node(redis_server.url(), ttl=1.0)
+    aio = rl._aio
+    loop = asyncio.new_event_loop()         # warm up: the engine and its own fds
+    try:
+        assert loop.run_until_complete(node.wait_for_leadership_async(timeout=0.01)) is False
+    finally:
+        loop.close()
+    del loop
+
+    def refuse(fd):
+        raise rl.RedleaseError("refused (test)")
+
+    monkeypatch.setattr(aio._c, "_add_waker", refuse)
+    gc.collect()
+    fd0 = _fd_count()
+    for _ in range(5):
+        loop = asyncio.new_event_loop()
+        try:
+            with pytest.raises(rl.RedleaseError, match="refused"):
+                loop.run_until_complete(node.wait_for_leadership_async(timeout=0.01))
+        finally:
+            loop.close()
+    del loop
+    gc.collect()
+    assert _fd_count() == fd0
