@@ -149,7 +149,7 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     if (l->rel_seen || pttl == -2)
         d = 0;
     else if (pttl >= 0)
-        d = rl_min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
+        d = rl_min64(rl_pttl_us(pttl) + 1000, l->retry_us);      /* just after it expires */
     else
         d = l->retry_us;                                        /* key without expiry */
     int64_t spread = rl_min64(d / 10, 5000);

@@ -67,10 +67,10 @@ static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
         rl_pub_leader_cause(l, NULL, 0, early ? RL_WATCH_RELEASED : RL_WATCH_EXPIRED, 0);
     }
     l->watch_gone = 0;
-    l->watch_expiry = holder && pttl >= 0 ? now + (int64_t)pttl * 1000 : 0;
+    l->watch_expiry = holder && pttl >= 0 ? now + rl_pttl_us(pttl) : 0;
     int64_t d = l->retry_us;
-    if (holder && pttl >= 0 && (int64_t)pttl * 1000 + 1000 < d)
-        d = (int64_t)pttl * 1000 + 1000;   /* look again right after it expires */
+    if (holder && pttl >= 0 && rl_pttl_us(pttl) + 1000 < d)
+        d = rl_pttl_us(pttl) + 1000;       /* look again right after it expires */
     rl_act_at(l, now + d);
 }
 
