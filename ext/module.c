@@ -51,9 +51,26 @@ PyObject *rl_raise(rl_modstate *st, const rl_error *err)
     return NULL;
 }
 
+/* Seconds (>= 0, or < 0 for "no limit") to microseconds, saturating: a
+ * timeout too large for int64 microseconds means "no limit", never a
+ * wrapped-around negative number. */
+static int64_t seconds_to_us(double seconds)
+{
+    if (seconds < 0 || !(seconds * 1e6 < 9.2e18))   /* 9.2e18 < INT64_MAX; NaN too */
+        return INT64_MAX;
+    return (int64_t)(seconds * 1e6);
+}
+
+/* now + timeout, saturating at INT64_MAX (= no deadline). */
+static int64_t deadline_us(double timeout)
+{
+    int64_t d = seconds_to_us(timeout), now = rl_now_us();
+    return d >= INT64_MAX - now ? INT64_MAX : now + d;
+}
+
 int rl_wait_slices(rl_modstate *st, rl_slice_fn fn, void *arg, double timeout)
 {
-    int64_t until = timeout < 0 ? INT64_MAX : rl_now_us() + (int64_t)(timeout * 1e6);
+    int64_t until = deadline_us(timeout);
     for (;;) {
         int64_t now = rl_now_us();
         int64_t slice = until - now;
@@ -109,7 +126,7 @@ static PyObject *next_event(PyObject *m, PyObject *arg)
     rl_event ev;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = rl_engine_next_event(&ev, (int64_t)(timeout * 1e6));
+    rc = rl_engine_next_event(&ev, seconds_to_us(timeout));
     if (rc < 0) {
         struct timespec ts = {(time_t)timeout, (long)((timeout - (double)(time_t)timeout) * 1e9)};
         nanosleep(&ts, NULL);
@@ -136,7 +153,8 @@ static PyObject *shutdown(PyObject *m, PyObject *arg)
         return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = rl_engine_shutdown((int64_t)(timeout * 1e6));
+    /* the engine adds it to now: at most an hour, never negative */
+    rc = rl_engine_shutdown(timeout > 0 ? (timeout < 3600 ? seconds_to_us(timeout) : 3600000000) : 0);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(rc == 0);
 }

@@ -153,7 +153,7 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     if (l->rel_seen || pttl == -2)
         d = 0;
     else if (pttl >= 0)
-        d = rl_min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
+        d = rl_min64(rl_pttl_us(pttl) + 1000, l->retry_us);      /* just after it expires */
     else
         d = l->retry_us;                                        /* key without expiry */
     int64_t spread = rl_min64(d / 10, 5000);
@@ -620,10 +620,9 @@ void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
     if (l->phase == RL_L_STOPPING || (l->phase == RL_L_IDLE && !l->q_wanted))
         return;
     rl_pub_error(l, fatal_kind, why);
-    if (l->q_wanted && !l->q_inflight)
-        rl_query_publish(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
     if (l->phase == RL_L_CAMPAIGN && l->try_once && !l->busy)
         lock_attempt_over(l, fatal_kind ? fatal_kind : RL_ECONN, why);
+    rl_query_conn_down(l, why, fatal_kind);    /* last: may drop the last reference */
 }
 
 void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)

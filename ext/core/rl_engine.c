@@ -63,10 +63,10 @@ static void atfork_child(void)
         /* Close the parent's sockets in this process only; the engine's
          * memory is left as it is (its thread is gone), so stale leases
          * still point at valid memory. */
-        for (int i = 0; i < e->nfds; i++)
-            close(e->fds[i]);
-        e->nfds = 0;
-        e->nwakers = 0;
+        for (size_t i = 0; i < e->fds.n; i++)
+            close(e->fds.v[i]);
+        e->fds.n = 0;
+        e->wakers.n = 0;
         close(e->wake_fd);
         e->wake_fd = -1;
         e->shutdown = 1;
@@ -98,29 +98,45 @@ int64_t rl_engine_jitter(rl_engine *e, int64_t d)
     return d + (int64_t)(rl_engine_rand(e) % (uint64_t)(d / 4));
 }
 
-void rl_engine_track_fd(rl_engine *e, int fd)
+/* Adds fd to v, growing it as needed: -1 when out of memory.  The caller
+ * holds the lock that guards v. */
+static int fdvec_add(rl_fdvec *v, int fd)
 {
-    pthread_mutex_lock(&e->mu);
-    if (e->nfds < RL_MAX_FDS)
-        e->fds[e->nfds++] = fd;
-    pthread_mutex_unlock(&e->mu);
+    if (v->n == v->cap) {
+        size_t ncap = v->cap ? 2 * v->cap : 16;
+        int *nv = realloc(v->v, ncap * sizeof *nv);
+        if (!nv)
+            return -1;
+        v->v = nv;
+        v->cap = ncap;
+    }
+    v->v[v->n++] = fd;
+    return 0;
 }
 
-/* Removes fd from an unordered array of n fds (the caller holds the lock). */
-static void fd_array_remove(int *v, int *n, int fd)
+/* Removes fd from v (the caller holds the lock). */
+static void fdvec_remove(rl_fdvec *v, int fd)
 {
-    for (int i = 0; i < *n; i++) {
-        if (v[i] == fd) {
-            v[i] = v[--*n];
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->v[i] == fd) {
+            v->v[i] = v->v[--v->n];
             return;
         }
     }
 }
 
+int rl_engine_track_fd(rl_engine *e, int fd)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = fdvec_add(&e->fds, fd);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
 void rl_engine_forget_fd(rl_engine *e, int fd)
 {
     pthread_mutex_lock(&e->mu);
-    fd_array_remove(e->fds, &e->nfds, fd);
+    fdvec_remove(&e->fds, fd);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -173,8 +189,8 @@ void rl_engine_notify(rl_engine *e)
 {
     static const uint64_t one = 1;
     pthread_cond_broadcast(&e->cv);
-    for (int i = 0; i < e->nwakers; i++) {
-        if (write(e->wakers[i], &one, sizeof one) < 0) {
+    for (size_t i = 0; i < e->wakers.n; i++) {
+        if (write(e->wakers.v[i], &one, sizeof one) < 0) {
             /* full: the loop has a wake-up pending already */
         }
     }
@@ -187,10 +203,8 @@ int rl_engine_add_waker(int fd, rl_error *err)
         return -1;
     pthread_mutex_lock(&e->mu);
     int rc = 0;
-    if (e->nwakers == (int)(sizeof e->wakers / sizeof e->wakers[0]))
-        rc = rl_seterr(err, RL_ESTATE, "too many event loops registered with redlease (64)");
-    else
-        e->wakers[e->nwakers++] = fd;
+    if (fdvec_add(&e->wakers, fd) < 0)
+        rc = rl_seterr(err, RL_ENOMEM, "out of memory while registering an event loop");
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -201,7 +215,7 @@ void rl_engine_remove_waker(int fd)
     if (!e)
         return;
     pthread_mutex_lock(&e->mu);
-    fd_array_remove(e->wakers, &e->nwakers, fd);
+    fdvec_remove(&e->wakers, fd);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -494,6 +508,8 @@ void rl_engine_destroy(void)
     rl_heap_free(&e->timers);
     free(e->drv_pfd);
     free(e->drv_conn);
+    free(e->fds.v);
+    free(e->wakers.v);
     close(e->wake_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);

@@ -22,7 +22,7 @@ void rl_engine_emit(rl_engine *eng, uint64_t lease_id, int kind, int64_t token,
                     const char *text, size_t len);
 uint64_t rl_engine_rand(rl_engine *eng);
 int64_t rl_engine_jitter(rl_engine *eng, int64_t d);   /* d .. d*1.25 */
-void rl_engine_track_fd(rl_engine *eng, int fd);
+int rl_engine_track_fd(rl_engine *eng, int fd);   /* -1: out of memory */
 void rl_engine_forget_fd(rl_engine *eng, int fd);
 
 /* rl_loop.c: the loop. */

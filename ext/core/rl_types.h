@@ -187,7 +187,11 @@ typedef struct rl_cmd {
     rl_lease *lease;  /* holds a reference */
 } rl_cmd;
 
-#define RL_MAX_FDS 4096
+/* A growable set of fds (unordered). */
+typedef struct rl_fdvec {
+    int *v;
+    size_t n, cap;
+} rl_fdvec;
 
 struct rl_engine {
     /* run_mu: held by whoever runs the engine loop -- the engine thread, or
@@ -212,10 +216,8 @@ struct rl_engine {
     int quit;                     /* under mu */
     int shutdown;                 /* under mu: no more starts */
     rl_cmd *cmd_head, *cmd_tail;  /* under mu */
-    int fds[RL_MAX_FDS];          /* sockets open, under mu: closed in a fork child */
-    int nfds;
-    int wakers[64];               /* under mu: fds written on every notify (asyncio loops) */
-    int nwakers;
+    rl_fdvec fds;                 /* sockets open, under mu: closed in a fork child */
+    rl_fdvec wakers;              /* under mu: fds written on every notify (asyncio loops) */
 
     /* events (their own lock, so the dispatcher never waits for mu) */
     pthread_mutex_t ev_mu;
