@@ -329,6 +329,48 @@ class DistributionNode(_c.LeaseBase):
         """
         return _Leadership(self, timeout, interrupt)
 
+    def run_as_leader(self, work, *args, **kwargs):
+        """Run ``work(lease, *args, **kwargs)`` each time this node leads, until
+        it returns; return its value.
+
+        Starts the node if needed and waits to lead.  If leadership is lost
+        while ``work`` runs (``LeadershipLost``), it campaigns again and runs
+        ``work`` again in the next term.  If ``work`` raises anything else, the
+        node resigns at once (a healthy peer takes over) and the exception
+        propagates.  When it returns or raises, a node it started is stopped
+        (its lease released), so a dead worker never keeps the key."""
+        started_here = self._phase != _c.PHASE_RUNNING
+        if started_here:
+            self.start()
+        try:
+            while True:
+                try:
+                    with self.leadership() as lease:
+                        return work(lease, *args, **kwargs)
+                except LeadershipLost:
+                    continue
+        finally:
+            if started_here:
+                self.stop()
+
+    async def run_as_leader_async(self, work, *args, **kwargs):
+        """``await work(lease, *args, **kwargs)`` each time this node leads:
+        the asyncio form of run_as_leader (same rules).  Cancelling the task
+        that runs it stops the node it started, releasing the lease."""
+        started_here = self._phase != _c.PHASE_RUNNING
+        if started_here:
+            self.start()
+        try:
+            while True:
+                try:
+                    async with self.leadership() as lease:
+                        return await work(lease, *args, **kwargs)
+                except LeadershipLost:
+                    continue
+        finally:
+            if started_here:
+                await self.stop_async()
+
     async def wait_for_leadership_async(self, timeout=None):
         """Like wait_for_leadership, without blocking the event loop."""
         if timeout is not None and not timeout >= 0:
