@@ -98,6 +98,7 @@ def test_no_loss_is_dropped_while_a_callback_blocks(rl, redis_server, key):
         # Flood the queue: every notice on the watched key is one leader
         # change per watch, while nobody takes events.
         fkey = key + ":flood"
+        redis_server.cmd("SET", fkey, "final", "PX", 60000)   # what the status reads say
         for _ in range(N_WATCHES):
             w = rl.Watch(url, fkey, poll_interval=30.0)
             watches.append(w)

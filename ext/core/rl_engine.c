@@ -14,7 +14,6 @@
 #include "rl_conn.h"
 #include "rl_endpoint.h"
 
-#define RL_EVENTS_MAX 100000
 #define RL_DRAIN_MAX_US 3000000
 
 /* The process's engine.  These are the only globals: the engine itself,
@@ -133,42 +132,6 @@ void rl_engine_wake(rl_engine *e)
     }
 }
 
-void rl_engine_emit(rl_engine *e, uint64_t id, int kind, int64_t token, const char *text, size_t len)
-{
-    rl_event *ev = calloc(1, sizeof *ev);
-    if (!ev)
-        return;
-    ev->lease_id = id;
-    ev->kind = kind;
-    ev->token = token;
-    if (text) {
-        ev->text = malloc(len + 1);
-        if (!ev->text) {
-            free(ev);
-            return;
-        }
-        memcpy(ev->text, text, len);
-        ev->text[len] = 0;
-        ev->textlen = len;
-    }
-    pthread_mutex_lock(&e->ev_mu);
-    if (e->ev_len >= RL_EVENTS_MAX) {
-        e->ev_dropped++;
-        pthread_mutex_unlock(&e->ev_mu);
-        free(ev->text);
-        free(ev);
-        return;
-    }
-    if (e->ev_tail)
-        e->ev_tail->next = ev;
-    else
-        e->ev_head = ev;
-    e->ev_tail = ev;
-    e->ev_len++;
-    pthread_cond_signal(&e->ev_cv);
-    pthread_mutex_unlock(&e->ev_mu);
-}
-
 void rl_engine_notify(rl_engine *e)
 {
     static const uint64_t one = 1;
@@ -223,34 +186,6 @@ void rl_engine_timedwait(rl_engine *e, int64_t max_us)
         return;
     deadline_ts(&ts, max_us);
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
-}
-
-int rl_engine_next_event(rl_event *out, int64_t max_us)
-{
-    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
-    if (!e)
-        return -1;
-    struct timespec ts;
-    deadline_ts(&ts, max_us);
-    pthread_mutex_lock(&e->ev_mu);
-    while (!e->ev_head) {
-        if (pthread_cond_timedwait(&e->ev_cv, &e->ev_mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    rl_event *ev = e->ev_head;
-    if (ev) {
-        e->ev_head = ev->next;
-        if (!e->ev_head)
-            e->ev_tail = NULL;
-        e->ev_len--;
-    }
-    pthread_mutex_unlock(&e->ev_mu);
-    if (!ev)
-        return 0;
-    *out = *ev;
-    out->next = NULL;
-    free(ev);
-    return 1;
 }
 
 /* ---- commands ---- */
@@ -484,13 +419,7 @@ void rl_engine_destroy(void)
         free(c);
         c = n;
     }
-    rl_event *ev = e->ev_head;
-    while (ev) {
-        rl_event *n = ev->next;
-        free(ev->text);
-        free(ev);
-        ev = n;
-    }
+    rl_events_clear(e);
     rl_heap_free(&e->timers);
     free(e->drv_pfd);
     free(e->drv_conn);

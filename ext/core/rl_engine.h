@@ -18,7 +18,9 @@ int rl_engine_post_quiet(rl_engine *eng, int op, rl_lease *l, rl_error *err);
 
 /* Engine thread only. */
 void rl_engine_deactivate(rl_engine *eng, rl_lease *l);
-void rl_engine_emit(rl_engine *eng, uint64_t lease_id, int kind, int64_t token,
+/* rl_events.c: queue an event of lease l for the binding (coalesced per
+ * lease: see there). */
+void rl_engine_emit(rl_engine *eng, rl_lease *l, int kind, int64_t token,
                     const char *text, size_t len);
 uint64_t rl_engine_rand(rl_engine *eng);
 int64_t rl_engine_jitter(rl_engine *eng, int64_t d);   /* d .. d*1.25 */
@@ -44,12 +46,17 @@ void rl_engine_wake(rl_engine *eng);
 /* Stop every lease (releasing held keys), then the thread; waits up to
  * timeout_us.  Returns 0 when the thread has ended. */
 int rl_engine_shutdown(int64_t timeout_us);
-/* Free an engine whose thread has ended (tests, leak checkers). */
+/* Free an engine whose thread has ended (tests, leak checkers); every
+ * lease must have been freed before. */
 void rl_engine_destroy(void);
 
 /* Events for the binding: 1 and *ev filled (caller frees ev->text with
  * free()), 0 on timeout, -1 if there is no engine. */
 int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);
+/* rl_events.c: a lease being freed leaves the event queue (any thread). */
+void rl_events_forget(rl_lease *l);
+/* Drop every undelivered event (rl_engine_destroy). */
+void rl_events_clear(rl_engine *eng);
 
 /* Something published changed: wake waiting threads and event loops.
  * eng->mu held. */
