@@ -68,6 +68,7 @@ static void atfork_child(void)
         e->nwakers = 0;
         close(e->wake_fd);
         e->wake_fd = -1;
+        rl_loop_close(e);
         e->shutdown = 1;
         pthread_mutex_unlock(&e->ev_mu);
         pthread_mutex_unlock(&e->mu);
@@ -179,11 +180,19 @@ static void deadline_ts(struct timespec *ts, int64_t max_us)
     }
 }
 
+/* Condition variables cannot wait on CLOCK_BOOTTIME, and CLOCK_MONOTONIC
+ * does not count a suspend: a long wait could wake that much late.  So
+ * each wait is at most a short slice; every caller loops on its own
+ * deadline (rl_now_us, CLOCK_BOOTTIME). */
+#define RL_CV_SLICE_US 50000
+
 void rl_engine_timedwait(rl_engine *e, int64_t max_us)
 {
     struct timespec ts;
     if (max_us <= 0)
         return;
+    if (max_us > RL_CV_SLICE_US)
+        max_us = RL_CV_SLICE_US;
     deadline_ts(&ts, max_us);
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
@@ -321,6 +330,7 @@ static rl_engine *engine_new(rl_error *err)
         rl_seterr(err, RL_ENOMEM, "out of memory");
         return NULL;
     }
+    e->tfd_eng = e->tfd_drv = -1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -335,6 +345,7 @@ static rl_engine *engine_new(rl_error *err)
         rl_seterr(err, RL_ESYS, "cannot create eventfd: %s", strerror(errno));
         goto fail;
     }
+    rl_loop_init(e);
     if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng || !e->rng)
         e->rng = (uint64_t)rl_now_us() | 1;
     /* Signals go to the Python main thread, never to the engine. */
@@ -352,6 +363,7 @@ static rl_engine *engine_new(rl_error *err)
 fail:
     if (e->wake_fd >= 0)
         close(e->wake_fd);
+    rl_loop_close(e);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
     pthread_mutex_destroy(&e->run_mu);
@@ -424,6 +436,7 @@ void rl_engine_destroy(void)
     free(e->drv_pfd);
     free(e->drv_conn);
     close(e->wake_fd);
+    rl_loop_close(e);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
     pthread_mutex_destroy(&e->run_mu);

@@ -29,6 +29,10 @@ void rl_engine_forget_fd(rl_engine *eng, int fd);
 
 /* rl_loop.c: the loop. */
 void *rl_engine_main(void *arg);
+/* Create (at engine creation) and close (destroy, fork child) the loop's
+ * timerfds; without them the loop falls back to relative poll timeouts. */
+void rl_loop_init(rl_engine *eng);
+void rl_loop_close(rl_engine *eng);
 /* Run engine turns on the calling thread (which must not hold the GIL or
  * eng->mu) until done(arg) returns non-zero, `until` passes, or a signal
  * arrives -- but only if no one else is running the engine right now.
@@ -65,7 +69,8 @@ void rl_engine_notify(rl_engine *eng);
 int rl_engine_add_waker(int fd, rl_error *err);
 void rl_engine_remove_waker(int fd);
 
-/* Condition waits for API threads: wait on eng->cv for at most max_us. */
+/* Condition waits for API threads: wait on eng->cv for at most max_us (in
+ * fact at most a short slice: callers loop until their own deadline). */
 void rl_engine_timedwait(rl_engine *eng, int64_t max_us);   /* eng->mu held */
 
 #endif

@@ -231,6 +231,12 @@ struct rl_engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* broadcast when anything published changes */
     int wake_fd;                  /* eventfd: wakes the engine thread */
+    /* timerfds on RL_CLOCK (CLOCK_BOOTTIME), armed at the absolute time of
+     * the next timer before each poll, so a freeze (SIGSTOP, suspend) does
+     * not leave a poll sleeping out its relative timeout: one for the
+     * engine thread, one for whoever drives under run_mu.  -1: none
+     * (relative timeouts only). */
+    int tfd_eng, tfd_drv;
     pthread_t thread;
     int thread_started;
     int quit;                     /* under mu */
