@@ -68,7 +68,7 @@ static void atfork_child(void)
         e->nwakers = 0;
         close(e->wake_fd);
         e->wake_fd = -1;
-        rl_loop_close(e);
+        e->tfd_eng = e->tfd_drv = -1;   /* closed with e->fds (mu is held here) */
         e->shutdown = 1;
         pthread_mutex_unlock(&e->ev_mu);
         pthread_mutex_unlock(&e->mu);
