@@ -170,7 +170,12 @@ def test_revoked_right_after_sigcont(rl, redis_server, spawn_worker, key, path):
     """The engine's timers are absolute on CLOCK_BOOTTIME (a timerfd in the
     poll set): a freeze does not leave it sleeping out its old timeout.  In
     the second case another thread of the worker waits on a node that cannot
-    lead, so that thread runs the engine loop (rl_engine_drive)."""
+    lead, so that thread runs the engine loop (rl_engine_drive).
+
+    Before the fix on_revoked came when the poll's relative timeout ran out:
+    ~0.5 s here on the engine thread (the renew interval); a driving thread
+    was late by at most the binding's 50 ms wait slice, so that case guards
+    against a regression rather than showing the bug."""
     cfg = {}
     if path == "api_thread_drives":
         held = key + ":held"
