@@ -113,6 +113,7 @@ static int resolve(rl_lease *l, rl_error *err)
 
 static void lease_free(rl_lease *l)
 {
+    rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
     free(l->key);
     free(l->tkey);

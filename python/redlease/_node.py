@@ -439,9 +439,12 @@ class DistributionNode(_c.LeaseBase):
             log.info("key=%r node=%s: recovered", self.key, self.node_id)
 
     def _interrupt_blocks(self, token, reason=None):
+        # A loss event may stand for several terms that ended while the
+        # dispatcher was busy (it carries the latest one's token): every
+        # block of a term up to that one is over.
         with self._block_lock:
             for blk in self._blocks:
-                if blk.token == token and not blk.sent:
+                if blk.token <= token and not blk.sent:
                     blk.sent = True
                     blk.reason = reason
                     _c._set_async_exc(blk.thread_id, LeadershipLost)
@@ -451,7 +454,7 @@ class DistributionNode(_c.LeaseBase):
                         except (OSError, ValueError):
                             pass
             for ablk in self._ablocks:
-                if ablk.token == token:
+                if ablk.token <= token:
                     try:
                         ablk.loop.call_soon_threadsafe(ablk.cancel)
                     except RuntimeError:   # the loop is closed
