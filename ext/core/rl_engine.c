@@ -449,10 +449,10 @@ void rl_engine_destroy(void)
     rl_heap_free(&e->timers);
     free(e->drv_pfd);
     free(e->drv_conn);
+    rl_loop_close(e);          /* forgets its timer fds: before the fd table goes */
     free(e->fds.v);
     free(e->wakers.v);
     close(e->wake_fd);
-    rl_loop_close(e);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
     pthread_mutex_destroy(&e->run_mu);
