@@ -17,6 +17,7 @@ import pytest
 from helpers.aio_loops import LOOP_KINDS, loop_factory, run, wait_for_cond
 from helpers.lock_procs import make_lock  # noqa: F401 - fixture
 from helpers.scripts import Output
+from helpers.terms import term_of
 
 pytestmark = pytest.mark.parametrize("loop_kind", LOOP_KINDS)
 
@@ -84,7 +85,7 @@ def test_wait_for_leadership_async(rl, redis_server, make_node, key, loop_kind):
         # already leading: returns True at once (also with timeout=0)
         assert await node.wait_for_leadership_async(timeout=0) is True
         assert await node.wait_for_leadership_async() is True
-        assert redis_server.cmd("GET", key) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
         await node.stop_async()
         assert not node.is_leader
         assert redis_server.cmd("EXISTS", key) == 0
@@ -141,7 +142,7 @@ def test_async_with_node_starts_and_stops(rl, redis_server, make_node, key, loop
         async with node as n:
             assert n is node
             assert await node.wait_for_leadership_async(10)
-            assert redis_server.cmd("GET", key) == node.node_id.encode()
+            assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
         assert not node.is_leader
         assert "state=stopped" in repr(node)
         assert redis_server.cmd("EXISTS", key) == 0
@@ -209,7 +210,7 @@ def test_leadership_block_starts_waits_and_stops(rl, redis_server, make_node, ke
             assert lease.valid
             assert lease.token == node.token
             lease.check()
-            assert redis_server.cmd("GET", key) == node.node_id.encode()
+            assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
         # the block started the node, so it stopped it (key released)
         assert not lease.valid
         assert not node.is_leader
@@ -249,7 +250,7 @@ def test_leadership_timeout(rl, redis_server, make_node, key, loop_kind):
                 entered = True
         assert not entered
         assert "state=stopped" in repr(node)   # the block started it, so it stopped it
-        assert redis_server.cmd("GET", key) == b"someone-else"
+        assert term_of(redis_server.cmd("GET", key)) == b"someone-else"
 
     run(main(), loop_kind)
 
@@ -277,7 +278,7 @@ def test_loss_interrupts_the_block_with_leadership_lost(rl, redis_server, make_n
         # the task is usable afterwards: a later await is not cancelled
         await asyncio.sleep(0.01)
         # the intruder keeps the key; the stopped node does not touch it
-        assert redis_server.cmd("GET", key) == b"intruder"
+        assert term_of(redis_server.cmd("GET", key)) == b"intruder"
         assert "state=stopped" in repr(node)
 
     run(main(), loop_kind)
@@ -444,7 +445,7 @@ def test_interrupt_false_only_invalidates_the_lease(rl, redis_server, make_node,
             with pytest.raises(rl.LeadershipLost):
                 lease.check()
             await asyncio.sleep(0.2)   # not cancelled
-        assert redis_server.cmd("GET", key) == b"intruder"
+        assert term_of(redis_server.cmd("GET", key)) == b"intruder"
 
     run(main(), loop_kind)
 
@@ -459,7 +460,7 @@ def test_lock_acquire_release_async(rl, redis_server, make_lock, key, loop_kind)
     async def main():
         assert await a.acquire_async(timeout=10) is True
         assert a.owned
-        assert redis_server.cmd("GET", key) == a.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == a.node_id.encode()
         assert await b.acquire_async(timeout=0) is False      # one attempt
         assert await b.acquire_async(timeout=0.3) is False
         assert not b.owned
@@ -474,7 +475,7 @@ def test_lock_acquire_release_async(rl, redis_server, make_lock, key, loop_kind)
         assert not a.owned
         assert await waiter is True
         assert b.owned
-        assert redis_server.cmd("GET", key) == b.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == b.node_id.encode()
         await b.release_async()
         assert redis_server.cmd("EXISTS", key) == 0
         with pytest.raises(rl.LockNotOwnedError):
@@ -700,4 +701,4 @@ def test_ctrl_c_interrupts_async_wait(rl, redis_server, run_script, key, loop_ki
     assert rc != 0, f"rc={rc} stdout={out.out} stderr:\n{err}"
     assert "KeyboardInterrupt" in err, err
     assert "returned" not in out.out and "after-run" not in out.out
-    assert redis_server.cmd("GET", key) == b"held-by-another-process"
+    assert term_of(redis_server.cmd("GET", key)) == b"held-by-another-process"

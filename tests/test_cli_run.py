@@ -11,6 +11,7 @@ import pytest
 from helpers.cli_fixtures import (cli, child_cmd, no_traceback, pid_alive, read_log,  # noqa: F401
                                   wait_gone, wait_log)
 from helpers.waiting import stays_true, wait_until
+from helpers.terms import term_of
 
 
 def starts(log):
@@ -112,7 +113,7 @@ def test_lost_lease_terminates_cmd(cli, redis_server, key):
     assert r.wait_exit(15) == 4, r.stderr()              # 4: the lease was lost
     wait_gone(start["pid"])
     assert "lost the lease" in r.stderr()
-    assert redis_server.cmd("GET", key) == b"someone-else"
+    assert term_of(redis_server.cmd("GET", key)) == b"someone-else"
 
 
 @pytest.mark.node_timeout(30)
@@ -195,7 +196,7 @@ def test_no_wait_skips_when_held_and_runs_when_free(cli, redis_server, key):
     assert rc == 0, err
     assert no_traceback(err)
     assert starts(log) == []                                  # CMD did not run
-    assert redis_server.cmd("GET", key) == b"someone-else"    # nothing taken or released
+    assert term_of(redis_server.cmd("GET", key)) == b"someone-else"    # nothing taken or released
     redis_server.cmd("DEL", key)
     rc, out, err = cli.run("run", key, "--no-wait", "--url", url, "--",
                            *child_cmd(log, "--sleep", "0", "--code", "7"))

@@ -17,6 +17,7 @@ import pytest
 from helpers.lock_procs import AcquireThread, make_lock  # noqa: F401 - fixture
 from helpers.redis_server import free_port
 from helpers.waiting import boottime, run_bounded, stays_true, wait_until
+from helpers.terms import term_of
 
 
 class OwnerThread(AcquireThread):
@@ -68,7 +69,7 @@ def test_acquire_release_round_trip(rl, redis_server, make_lock, key):
     assert lock.acquire() is True
     assert lock.owned is True
     assert isinstance(lock.token, int)
-    assert redis_server.cmd("GET", key) == lock.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == lock.node_id.encode()
     assert 0.0 < lock.lease_remaining <= 2.0
     assert lock.stats()["acquisitions"] == 1
     lock.release()
@@ -90,7 +91,7 @@ def test_attributes_and_stats(rl, redis_server, make_lock, key):
         assert name in st, st
     assert st["acquisitions"] == 0 and st["losses"] == 0
     with lock:
-        assert redis_server.cmd("GET", key) == b"attr-node"
+        assert term_of(redis_server.cmd("GET", key)) == b"attr-node"
     assert lock.stats()["acquisitions"] == 1
 
 
@@ -129,7 +130,7 @@ def test_auto_renew_keeps_the_lease_beyond_ttl(rl, redis_server, make_lock, key)
     tok = lock.token
     assert stays_true(lambda: lock.owned and lock.token == tok, 2.2, interval=0.02), \
         "an auto-renewed lock lost its lease while held"
-    assert redis_server.cmd("GET", key) == lock.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == lock.node_id.encode()
     assert lock.stats()["renewals"] >= 1
     lock.release()
     assert redis_server.cmd("EXISTS", key) == 0
@@ -185,7 +186,7 @@ def test_release_by_another_thread_is_refused(rl, redis_server, make_lock, key):
     assert outcome == "raised" and isinstance(value, rl.LockNotOwnedError), (outcome, value)
     assert isinstance(value, RuntimeError)
     assert lock.owned is True
-    assert redis_server.cmd("GET", key) == lock.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == lock.node_id.encode()
     lock.release()
     assert lock.owned is False
     assert redis_server.cmd("EXISTS", key) == 0
@@ -216,7 +217,7 @@ def test_release_when_not_held_raises(rl, redis_server, make_lock, key):
     with pytest.raises(rl.LockNotOwnedError):
         lock.release()
     assert other.owned
-    assert redis_server.cmd("GET", key) == other.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == other.node_id.encode()
     other.release()
 
 
@@ -253,9 +254,9 @@ def test_release_after_key_taken_by_another_client(rl, redis_server, make_lock, 
     assert lock.owned is False
     if how == "overwrite":
         # never deletes or overwrites a key it does not hold
-        assert redis_server.cmd("GET", key) == b"other-client"
+        assert term_of(redis_server.cmd("GET", key)) == b"other-client"
     else:
-        assert redis_server.cmd("GET", key) != lock.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) != lock.node_id.encode()
 
 
 def test_two_objects_in_one_process_contend(rl, redis_server, make_lock, key):
@@ -290,7 +291,7 @@ def test_nonblocking_and_timeouts_on_a_held_lock(rl, redis_server, make_lock, ke
     assert 0.4 <= elapsed < 10.0, elapsed
     assert waiter.owned is False
     assert holder.owned is True
-    assert redis_server.cmd("GET", key) == holder.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == holder.node_id.encode()
 
 
 def test_free_lock_nonblocking_and_timeout_zero_acquire(rl, redis_server, make_lock, key):
@@ -443,7 +444,7 @@ def test_keys_with_nul_bytes_round_trip(rl, redis_server, make_lock, nkey):
     lock = make_lock(redis_server.url(), nkey, ttl=1.0)
     assert lock.key == nkey
     assert lock.acquire(timeout=10)
-    assert redis_server.cmd("GET", raw) == lock.node_id.encode()
+    assert term_of(redis_server.cmd("GET", raw)) == lock.node_id.encode()
     # the part before the NUL is a different lock
     prefix = raw.split(b"\x00")[0] or b"nothing-before-nul"
     assert redis_server.cmd("EXISTS", prefix) == 0
@@ -475,7 +476,7 @@ def test_subclassing(rl, redis_server, make_lock, key):
     with lock as entered:
         assert entered is lock
         assert lock.describe() == "CountingLock(sub-1, owned=True)"
-        assert redis_server.cmd("GET", key) == b"sub-1"
+        assert term_of(redis_server.cmd("GET", key)) == b"sub-1"
     assert lock.entered == 1
     assert "CountingLock" in repr(lock)
     assert redis_server.cmd("EXISTS", key) == 0

@@ -18,6 +18,7 @@ from test_lock_basic import OwnerThread as AcquireThread  # a Lock belongs to it
 from helpers.resp import RespClient
 from helpers.scripts import Output
 from helpers.waiting import boottime
+from helpers.terms import term_of
 
 # ---------------------------------------------------------------------------
 # mutual exclusion among processes
@@ -112,7 +113,7 @@ def test_waiter_gets_lock_after_sigkilled_holder_expires(rl, redis_server, lock_
     t.start()
     time.sleep(1.5)   # the holder renews meanwhile; the waiter keeps waiting
     assert t.is_alive(), "acquire returned while the holder is alive"
-    assert redis_server.cmd("GET", key) == acq["node_id"].encode()
+    assert term_of(redis_server.cmd("GET", key)) == acq["node_id"].encode()
 
     t_kill = holder.sigkill()
     with RespClient("127.0.0.1", redis_server.port) as c:
@@ -128,7 +129,7 @@ def test_waiter_gets_lock_after_sigkilled_holder_expires(rl, redis_server, lock_
         f"acquired {t.t_done - t_kill:.2f}s after the kill (ttl {holder_ttl}): "
         "the retry is not aimed at the expiry")
     assert waiter.token > acq["token"]
-    assert redis_server.cmd("GET", key) == waiter.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == waiter.node_id.encode()
     t.release()
 
 
@@ -169,7 +170,7 @@ def test_ctrl_c_while_waiting_in_acquire(rl, redis_server, run_script, make_lock
     assert "RETURNED" not in out.out
     # the holder is undisturbed
     assert holder.owned
-    assert redis_server.cmd("GET", key) == holder.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == holder.node_id.encode()
     holder.release()
 
 
@@ -274,7 +275,7 @@ def test_fork_child_does_not_own_parent_lock(rl, redis_server, run_script, key):
     assert isinstance(child["other_token"], int)
     assert child["other_released"] is True
     # the child's release attempt and exit left the parent's lease alone
-    assert redis_server.cmd("GET", key) == parent_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == parent_id.encode()
     parent = out.wait_json("parent", 30)["parent"]
     assert parent == {"owned": True, "token": tok, "holder": parent_id}, parent
     out.wait_json("released", 15)

@@ -19,6 +19,7 @@ import pytest
 from helpers.lock_procs import AcquireThread, make_lock  # noqa: F401 - fixture
 from helpers.redis_server import free_port
 from helpers.waiting import run_bounded, wait_until
+from helpers.terms import term_of
 
 
 class Holder(threading.Thread):
@@ -70,7 +71,7 @@ def test_stray_release_from_another_thread_raises_and_spares_the_waiter(rl, redi
     assert outcome == "raised" and isinstance(value, rl.LockNotOwnedError), (outcome, value)
     time.sleep(0.3)
     assert not waiter.got.is_set(), "the waiter got the lock while the owner still holds it"
-    assert lock.owned and redis_server.cmd("GET", key) == lock.node_id.encode()
+    assert lock.owned and term_of(redis_server.cmd("GET", key)) == lock.node_id.encode()
     # the owner's release hands the lock to the waiter
     owner.finish()
     assert owner.release_error is None, owner.release_error

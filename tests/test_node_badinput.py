@@ -16,6 +16,7 @@ import pytest
 
 from helpers.redis_server import free_port
 from helpers.waiting import run_bounded
+from helpers.terms import term_of
 
 # ---------------------------------------------------------------------------
 # constructor argument types and values
@@ -118,7 +119,7 @@ def test_megabyte_key_works_or_is_rejected_cleanly(rl, redis_server, make_node):
     outcome, value = run_bounded(node.wait_for_leadership, 30, 10)
     assert outcome != "hung"
     if outcome == "ok" and value:
-        assert redis_server.cmd("GET", big) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", big)) == node.node_id.encode()
         node.stop()
         assert redis_server.cmd("EXISTS", big) == 0
     else:
@@ -134,7 +135,7 @@ def test_keys_with_nul_bytes_work(rl, redis_server, make_node, key):
     raw = key if isinstance(key, bytes) else key.encode()
     with node:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", raw) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", raw)) == node.node_id.encode()
     assert redis_server.cmd("EXISTS", raw) == 0
 
 
@@ -274,6 +275,23 @@ def test_acl_user_wrong_password(rl, redis_server, make_node):
     redis_server.cmd("ACL", "SETUSER", "bob", "on", ">bobpw", "~*", "&*", "+@all")
     node = make_node(redis_server.url(user="bob", password="not-bobs"), ttl=1.0)
     _first_blocking_call_raises(rl, node, rl.AuthenticationError)
+
+
+@pytest.mark.parametrize("rules", [
+    ("~*", "&*", "+@all", "-evalsha", "-eval"),      # no scripts
+    ("~other:*", "&*", "+@all"),                      # not the lease key
+], ids=["no-scripts", "no-key"])
+def test_acl_denial_is_a_permission_error_not_a_connection_error(rl, redis_server, make_node,
+                                                                 key, rules):
+    redis_server.cmd("ACL", "SETUSER", "carol", "on", ">carolpw", *rules)
+    node = make_node(redis_server.url(user="carol", password="carolpw"), ttl=1.0)
+    exc = _first_blocking_call_raises(rl, node, rl.PermissionError)
+    assert isinstance(exc, rl.RedisError)
+    assert not isinstance(exc, ConnectionError), "retry code must not retry an ACL denial"
+    assert not isinstance(exc, rl.AuthenticationError)
+    msg = str(exc)
+    assert "NOPERM" in msg and "127.0.0.1" in msg and "carolpw" not in msg, msg
+    assert "ACL user needs" in msg, msg
 
 
 @pytest.mark.parametrize("setup", [("RPUSH", "x"), ("HSET", "f", "v"), ("SADD", "m")],

@@ -12,6 +12,7 @@ import pytest
 
 from helpers.waiting import boottime, stays_true, wait_until
 from helpers.workers import assert_no_overlap, current_leaders
+from helpers.terms import term_of
 
 
 # ---------------------------------------------------------------------------
@@ -53,7 +54,7 @@ def test_single_node_lifecycle(rl, redis_server, make_node, key):
     wait_until(lambda: node.leader == node.node_id, 5)
 
     # the key holds the node id with a PX expiry <= ttl
-    assert redis_server.cmd("GET", key) == node.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
     pttl = redis_server.cmd("PTTL", key)
     assert 0 < pttl <= 1000
 
@@ -79,7 +80,7 @@ def test_explicit_node_id_is_stored(rl, redis_server, make_node, key):
     assert node.node_id == "worker-ä-1"
     with node:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", key) == "worker-ä-1".encode()
+        assert term_of(redis_server.cmd("GET", key)) == "worker-ä-1".encode()
         wait_until(lambda: node.leader == "worker-ä-1", 5)
 
 
@@ -97,7 +98,7 @@ def test_renewal_keeps_the_same_term(rl, redis_server, make_node, key):
     assert stays_true(lambda: node.is_leader and node.token == tok, 3 * 1.0 + 0.5)
     pttl = redis_server.cmd("PTTL", key)
     assert 0 < pttl <= 1000
-    assert redis_server.cmd("GET", key) == node.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
 
 
 def test_stop_is_idempotent_and_safe_before_start(rl, redis_server, make_node):
@@ -287,7 +288,7 @@ def test_many_nodes_one_leader_in_process(rl, redis_server, make_node, key):
         assert sum(n.is_leader for n in nodes) <= 1
         time.sleep(0.02)
     leader = next(n for n in nodes if n.is_leader)
-    assert redis_server.cmd("GET", key) == leader.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == leader.node_id.encode()
     for n in nodes:
         wait_until(lambda: n.leader == leader.node_id, 10)
 
@@ -326,7 +327,7 @@ def test_resign_when_not_leader_is_harmless(rl, redis_server, make_node, key):
     node.resign()  # not started
     node.start()
     node.resign()
-    assert redis_server.cmd("GET", key) == b"other"
+    assert term_of(redis_server.cmd("GET", key)) == b"other"
 
 
 # ---------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_leadership_context_manager(rl, redis_server, make_node, key):
         assert isinstance(lease.token, int) and lease.token == node.token
         assert lease.valid is True
         lease.check()
-        assert redis_server.cmd("GET", key) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
     # it started the node, so it stopped it: lease released, no campaigning
     assert not node.is_leader
     assert redis_server.cmd("EXISTS", key) == 0
@@ -412,7 +413,7 @@ def test_binary_key_with_nul_bytes(rl, redis_server, make_node):
     assert node.key == k
     with node:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", k) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", k)) == node.node_id.encode()
         assert redis_server.cmd("EXISTS", b"lock") == 0
     assert redis_server.cmd("EXISTS", k) == 0
 
@@ -433,7 +434,7 @@ def test_str_and_utf8_bytes_key_are_the_same_lock(rl, redis_server, make_node):
     assert a.wait_for_leadership(10)
     b.start()
     assert b.wait_for_leadership(0.5) is False
-    assert redis_server.cmd("GET", "ключ-λ".encode()) == a.node_id.encode()
+    assert term_of(redis_server.cmd("GET", "ключ-λ".encode())) == a.node_id.encode()
 
 
 def test_url_with_db_index(rl, redis_server, make_node, key):
@@ -443,7 +444,7 @@ def test_url_with_db_index(rl, redis_server, make_node, key):
         assert redis_server.cmd("EXISTS", key) == 0  # not in db 0
         with redis_server.client() as c:
             c.execute("SELECT", 3)
-            assert c.execute("GET", key) == node.node_id.encode()
+            assert term_of(c.execute("GET", key)) == node.node_id.encode()
 
 
 def test_url_localhost_name(rl, redis_server, make_node, key):
@@ -456,7 +457,7 @@ def test_unix_socket_url(rl, redis_server, make_node, key):
     node = make_node(redis_server.unix_url(), ttl=1.0)
     with node:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", key) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
 
 
 def test_unix_socket_url_with_db(rl, redis_server, make_node, key):
@@ -465,7 +466,7 @@ def test_unix_socket_url_with_db(rl, redis_server, make_node, key):
         assert node.wait_for_leadership(10)
         with redis_server.client() as c:
             c.execute("SELECT", 5)
-            assert c.execute("GET", key) == node.node_id.encode()
+            assert term_of(c.execute("GET", key)) == node.node_id.encode()
 
 
 def test_password_url(rl, redis_factory, make_node, key):
@@ -473,7 +474,7 @@ def test_password_url(rl, redis_factory, make_node, key):
     node = make_node(srv.url(), ttl=1.0)  # password percent-encoded in the URL
     with node:
         assert node.wait_for_leadership(10)
-        assert srv.cmd("GET", key) == node.node_id.encode()
+        assert term_of(srv.cmd("GET", key)) == node.node_id.encode()
 
 
 def test_acl_user_url(rl, redis_server, make_node, key):
@@ -481,7 +482,7 @@ def test_acl_user_url(rl, redis_server, make_node, key):
     node = make_node(redis_server.url(user="alice", password="alicepw"), ttl=1.0)
     with node:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", key) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
 
 
 def test_repr_shows_key_id_state_not_password(rl, redis_factory, make_node, key):
@@ -517,7 +518,7 @@ def test_node_recovers_when_server_appears(rl, redis_factory, make_node, key):
         pass  # accepted: a connection failure may also be reported this way
     srv = redis_factory(port=port)
     assert node.wait_for_leadership(timeout=15)
-    assert srv.cmd("GET", key) == node.node_id.encode()
+    assert term_of(srv.cmd("GET", key)) == node.node_id.encode()
 
 
 def test_transient_error_is_logged(rl, make_node, caplog):
@@ -545,7 +546,7 @@ def test_election_among_three_processes(rl, redis_server, spawn_worker, key):
         assert len(current_leaders(workers)) <= 1
         time.sleep(0.05)
     leader = current_leaders(workers)[0]
-    assert redis_server.cmd("GET", key) == leader.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == leader.node_id.encode()
     # followers see who leads
     for w in workers:
         wait_until(lambda: w.status()["leader"] == leader.node_id, 10, interval=0.2)
@@ -570,14 +571,14 @@ def test_graceful_handover_between_processes(rl, redis_server, spawn_worker, key
     tok1 = first.status()["token"]
     first.command("stop")
     t_stop = boottime()
-    assert redis_server.cmd("GET", key) != first.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) != first.node_id.encode()
     wait_until(lambda: len(current_leaders(others)) == 1, 5,
                desc="a follower takes over within 5 s of a graceful stop")
     new = current_leaders(others)[0]
     ev = new.of("lead_start")[-1]
     assert ev["tok"] > tok1
     assert ev["t"] - t_stop < 5.0 + 1.0
-    assert redis_server.cmd("GET", key) == new.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == new.node_id.encode()
     time.sleep(0.5)
     assert len(current_leaders(others)) == 1
     assert_no_overlap([first] + others)

@@ -16,6 +16,7 @@ import pytest
 
 from helpers.scripts import Output
 from helpers.waiting import boottime, run_bounded, wait_until
+from helpers.terms import term_of
 
 # ---------------------------------------------------------------------------
 # garbage collection
@@ -27,7 +28,7 @@ def test_gc_of_started_node_releases_lease(rl, redis_server, key):
     node.start()
     try:
         assert node.wait_for_leadership(10)
-        assert redis_server.cmd("GET", key) == node.node_id.encode()
+        assert term_of(redis_server.cmd("GET", key)) == node.node_id.encode()
     except BaseException:
         node.stop()
         raise
@@ -114,7 +115,7 @@ EXIT_SCRIPT = textwrap.dedent(r"""
 def test_interpreter_exit_releases_lease(rl, redis_server, spawn_worker, run_script, key, mode):
     out = Output(run_script(EXIT_SCRIPT, redis_server.url(), key, mode))
     script_id = out.wait_json("node_id", 30)["node_id"]
-    assert redis_server.cmd("GET", key) == script_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == script_id.encode()
     # a peer with long ttl and retry interval: it can only lead soon if the
     # exiting process released the lease
     peer = spawn_worker(redis_server.url(), ttl=30.0, retry_interval=10.0)
@@ -133,7 +134,7 @@ def test_interpreter_exit_with_follower_node_does_not_hang(rl, redis_server, run
     out = Output(run_script(EXIT_SCRIPT, redis_server.url(), key, "follower"))
     out.wait_line("EXITING", 30)
     assert out.wait_exit(15) == 0, out.stderr()
-    assert redis_server.cmd("GET", key) == b"someone-else"
+    assert term_of(redis_server.cmd("GET", key)) == b"someone-else"
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def test_fork_child_does_not_inherit_leadership(rl, redis_server, run_script, ke
     assert done != "hung", "the forked child did not exit (interpreter exit hung)"
     assert os.WIFEXITED(done) and os.WEXITSTATUS(done) == 0, done
     # the child's exit neither released nor disturbed the parent's lease
-    assert redis_server.cmd("GET", key) == parent_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) == parent_id.encode()
     parent = out.wait_json("parent", 30)["parent"]
     assert parent["is_leader"] is True
     assert parent["token"] == tok
@@ -241,7 +242,7 @@ def test_ctrl_c_during_wait(rl, redis_server, run_script, key, how):
     assert rc != 0
     assert "KeyboardInterrupt" in out.stderr(), out.stderr()
     assert "RETURNED" not in out.out
-    assert redis_server.cmd("GET", key) == b"holder-forever"
+    assert term_of(redis_server.cmd("GET", key)) == b"holder-forever"
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +301,7 @@ def test_methods_from_many_threads(rl, redis_server, make_node, key):
     outcome, _ = run_bounded(node.stop, 30)
     assert outcome == "ok"
     assert node.is_leader is False and node.token is None
-    assert redis_server.cmd("GET", key) != node.node_id.encode()
+    assert term_of(redis_server.cmd("GET", key)) != node.node_id.encode()
     node.start()
     assert node.wait_for_leadership(10)
     if tokens:
@@ -411,7 +412,7 @@ def test_subclassing(rl, redis_server, key):
         assert node.history == ["start"]
         assert node.wait_for_leadership(10)
         assert node.describe() == "MyNode(sub-1, leader=True)"
-        assert redis_server.cmd("GET", key) == b"sub-1"
+        assert term_of(redis_server.cmd("GET", key)) == b"sub-1"
         with pytest.raises(TypeError):
             import pickle
             pickle.dumps(node)
@@ -451,3 +452,67 @@ def test_worker_reports_json(rl, redis_server, spawn_worker):
     bye = w.wait_ev("bye", 5)
     assert bye
     json.dumps(w.snapshot())
+
+
+# ---------------------------------------------------------------------------
+# honest state after a loss
+# ---------------------------------------------------------------------------
+def test_leader_is_not_this_node_after_a_local_expiry(rl, redis_server, make_node, key):
+    node = make_node(redis_server.url(), ttl=0.8, command_timeout=0.3)
+    node.start()
+    assert node.wait_for_leadership(10)
+    assert node.leader == node.node_id
+    redis_server.pause()                     # renewals get no answer
+    try:
+        wait_until(lambda: not node.is_leader, 10, desc="stepped down at its deadline")
+        assert node.leader != node.node_id
+    finally:
+        redis_server.resume()
+
+
+def test_leadership_lost_says_key_token_and_reason(rl, redis_server, make_node, key):
+    node = make_node(redis_server.url(), ttl=1.0, retry_interval=0.05)
+    caught = []
+
+    def body():
+        try:
+            with node.leadership(timeout=10) as lease:
+                caught.append(lease.token)
+                redis_server.cmd("SET", key, "intruder", "PX", "5000")
+                while True:
+                    time.sleep(0.01)
+        except rl.LeadershipLost as exc:
+            caught.append(str(exc))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(20)
+    assert not t.is_alive()
+    token, msg = caught
+    assert repr(key) in msg and str(token) in msg, msg
+    assert "intruder" in msg, msg
+
+
+def test_main_thread_block_is_interrupted_inside_sleep(rl, redis_server, run_script, key):
+    # A block in the main thread sleeping for 60 s is interrupted at once
+    # when the key is taken (other threads learn at their next instruction).
+    proc = run_script("""
+import sys, time, redlease
+node = redlease.DistributionNode(sys.argv[1], sys.argv[2], ttl=1.0, retry_interval=0.05)
+try:
+    with node.leadership(timeout=10):
+        print("IN", flush=True)
+        t0 = time.monotonic()
+        time.sleep(60)
+        print("SLEPT", flush=True)
+except redlease.LeadershipLost as exc:
+    print("LOST %.3f %s" % (time.monotonic() - t0, exc), flush=True)
+node.stop()
+""", redis_server.url(), key)
+    line = proc.stdout.readline().decode()
+    assert line.strip() == "IN", (line, proc.stderr.read(4000) if not line else "")
+    redis_server.cmd("SET", key, "intruder", "PX", "5000")
+    out, err = proc.communicate(timeout=30)
+    out = out.decode()
+    assert out.startswith("LOST "), (out, err.decode()[-2000:])
+    assert float(out.split()[1]) < 20, out

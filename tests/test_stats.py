@@ -16,6 +16,7 @@ import pytest
 from helpers.lock_procs import make_lock  # noqa: F401 - fixture
 from helpers.redis_server import free_port
 from helpers.waiting import wait_until
+from helpers.terms import term_of
 
 NODE_STAT_KEYS = {"acquisitions", "renewals", "renew_failures", "losses", "last_renew_rtt_ms",
                   "renew_rtt_p50_ms", "renew_rtt_p99_ms"}
@@ -206,7 +207,7 @@ def test_engine_reconnects_after_server_restart(rl, redis_server, make_node, key
     wait_until(lambda: rl.engine_stats()["reconnects"] > before["reconnects"], 20,
                desc="engine reconnected after the restart")
     # the node notices its key is gone and is elected again on the new server
-    wait_until(lambda: redis_server.cmd("GET", key) == node.node_id.encode(), 20,
+    wait_until(lambda: term_of(redis_server.cmd("GET", key)) == node.node_id.encode(), 20,
                desc="node holds the key on the restarted server")
     assert node.wait_for_leadership(10)
     after = rl.engine_stats()

@@ -113,11 +113,13 @@ static int resolve(rl_lease *l, rl_error *err)
 
 static void lease_free(rl_lease *l)
 {
+    rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
     free(l->key);
     free(l->tkey);
     free(l->channel);
     free(l->node_id);
+    free(l->term);
     free(l->leader);
     free(l->last_error);
     free(l->q_holder);
@@ -232,6 +234,16 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     memcpy(l->node_id, id, idlen);
     l->node_id[idlen] = 0;
     l->idlen = idlen;
+    /* The suffix is drawn by the engine before the first acquire. */
+    l->termlen = idlen + 1 + RL_TERM_SUFFIX_LEN;
+    l->term = malloc(l->termlen + 1);
+    if (!l->term)
+        goto oom;
+    memcpy(l->term, id, idlen);
+    l->term[idlen] = '#';
+    memset(l->term + idlen + 1, '0', RL_TERM_SUFFIX_LEN);
+    l->term[l->termlen] = 0;
+    l->term_used = 1;
 
     rl_campaign_init(l);
     l->pub_phase = RL_P_IDLE;
@@ -478,7 +490,7 @@ void rl_engine_get_info(rl_engine_info *out)
     out->running = e->thread_started && !e->quit;
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
         out->endpoints++;
-    out->open_connections = (uint64_t)e->nfds;
+    out->open_connections = (uint64_t)e->fds.n;
     pthread_mutex_unlock(&e->mu);
     out->commands = atomic_load(&e->st_commands);
     out->reconnects = atomic_load(&e->st_reconnects);

@@ -11,6 +11,7 @@
 #include "rl_endpoint.h"
 #include "rl_engine.h"
 #include "rl_error.h"
+#include "rl_scripts.h"
 
 #define RL_BACKOFF_MIN_US 20000
 #define RL_WAIT_CONN_US 1000000     /* re-check when the connection is down */
@@ -66,6 +67,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     rl_pub_emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
+    rl_pub_leader(l, NULL, 0);   /* not this node any more; the next reply says who */
 }
 
 /* After losing the lease: a node campaigns again, a lock waits for its
@@ -85,6 +87,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv);
 static void send_release(rl_lease *l)
 {
     l->held = 0;
+    l->term_used = 1;          /* never acquire again under a released term */
     if (l->ep && rl_endpoint_ready(l->ep) && rl_send_script(l, RL_SCRIPT_RELEASE, rel_reply, 0) == 0)
         rl_pub_releases(l, 1);
 }
@@ -104,6 +107,7 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
         return;
     }
     l->phase = RL_L_LEADING;
+    l->term_used = 1;          /* after this term, the next acquire is a new one */
     l->lead_deadline = dl;
     rl_pub_deadline(l, token, dl);
     pthread_mutex_lock(&eng->mu);
@@ -149,12 +153,34 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     if (l->rel_seen || pttl == -2)
         d = 0;
     else if (pttl >= 0)
-        d = rl_min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
+        d = rl_min64(rl_pttl_us(pttl) + 1000, l->retry_us);      /* just after it expires */
     else
         d = l->retry_us;                                        /* key without expiry */
     int64_t spread = rl_min64(d / 10, 5000);
     if (spread > 0)
         d += (int64_t)(rl_engine_rand(rl_lease_eng(l)) % (uint64_t)spread);
+    rl_act_at(l, now + d);
+}
+
+/* The database refused grants for wait_ms more: its marker is younger
+ * than a ttl (it is new, or lost its data).  Come back when it is old enough. */
+static void on_refused(rl_lease *l, long long wait_ms, int64_t now)
+{
+    if (wait_ms < 0)
+        wait_ms = 0;
+    if (wait_ms > l->ttl_us / 1000 + 1000)
+        wait_ms = l->ttl_us / 1000 + 1000;   /* saturate what the server says */
+    rl_pub_error(l, 0, "no grants yet: this database's " RL_MARKER_KEY " is younger than one ttl "
+                 "(the database is new, or was flushed or restarted without its data, so an "
+                 "earlier holder may still believe it leads); retrying when it is a ttl old");
+    if (l->phase != RL_L_CAMPAIGN)
+        return;
+    if (l->try_once) {
+        lock_attempt_over(l, 0, NULL);
+        return;
+    }
+    int64_t d = (int64_t)wait_ms * 1000 + 1000;
+    d += (int64_t)(rl_engine_rand(rl_lease_eng(l)) % 5000);
     rl_act_at(l, now + d);
 }
 
@@ -223,8 +249,8 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
 int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
 {
     rl_endpoint *ep = l->ep;
-    const char *argv[8];
-    size_t lens[8];
+    const char *argv[12];      /* at most 10: EVALSHA sha 3 key tkey marker term ttl channel retention */
+    size_t lens[12];
     int n = 0;
     if (eval) {
         argv[n] = "EVAL";
@@ -237,19 +263,23 @@ int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
         argv[n] = ep->sha[script];
         lens[n++] = strlen(ep->sha[script]);
     }
-    int two = script == RL_SCRIPT_ACQUIRE || script == RL_SCRIPT_STATUS;
-    argv[n] = two ? "2" : "1";
+    const char *const nkeys[RL_SCRIPT_COUNT] = {"3", "1", "1", "2"};
+    argv[n] = nkeys[script];
     lens[n++] = 1;
     argv[n] = l->key;
     lens[n++] = l->keylen;
-    if (two) {
+    if (script == RL_SCRIPT_ACQUIRE || script == RL_SCRIPT_STATUS) {
         argv[n] = l->tkey;
         lens[n++] = l->tkeylen;
     }
+    if (script == RL_SCRIPT_ACQUIRE) {
+        argv[n] = RL_MARKER_KEY;
+        lens[n++] = strlen(RL_MARKER_KEY);
+    }
     if (script == RL_SCRIPT_STATUS)
         return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
-    argv[n] = l->node_id;
-    lens[n++] = l->idlen;
+    argv[n] = l->term;
+    lens[n++] = l->termlen;
     if (script != RL_SCRIPT_RELEASE) {
         argv[n] = l->ttl_ms;
         lens[n++] = strlen(l->ttl_ms);
@@ -257,6 +287,10 @@ int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
     if (script != RL_SCRIPT_RENEW) {
         argv[n] = l->channel;
         lens[n++] = l->chlen;
+    }
+    if (script == RL_SCRIPT_ACQUIRE) {
+        argv[n] = RL_TOKEN_RETENTION_MS;
+        lens[n++] = strlen(RL_TOKEN_RETENTION_MS);
     }
     return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
 }
@@ -280,12 +314,32 @@ void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply 
         snprintf(buf, n, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
 }
 
+/* The same, naming the server, with what to do about a permission error. */
+static void reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const redisReply *r)
+{
+    const char *srv = l->ep ? l->ep->display : "the server";
+    int k;
+    if (!r)
+        k = snprintf(buf, n, "%s at %s: connection lost before the reply", what, srv);
+    else if (rl_reply_errkind(r->str, r->len) == RL_EPERM)
+        k = snprintf(buf, n, "%s at %s: %.*s; the ACL user needs the commands EVALSHA, EVAL, SCRIPT, "
+                 "PUBLISH, SUBSCRIBE and PING, the keys %.*s, %.*s and " RL_MARKER_KEY
+                 ", and the channel %.*s", what, srv, (int)(r->len > 160 ? 160 : r->len), r->str,
+                 (int)(l->keylen > 60 ? 60 : l->keylen), l->key,
+                 (int)(l->tkeylen > 80 ? 80 : l->tkeylen), l->tkey,
+                 (int)(l->chlen > 80 ? 80 : l->chlen), l->channel);
+    else
+        k = snprintf(buf, n, "%s at %s: %.*s", what, srv, (int)(r->len > 200 ? 200 : r->len), r->str);
+    if (k < 0 && n)
+        buf[0] = 0;        /* truncation is fine; an encoding error is not expected */
+}
+
 static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
     redisReply *reply = r;
     int64_t now = rl_now_us();
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_ACQUIRE, acq_reply, 1)) {
         l->t_send = now;
@@ -293,13 +347,15 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     l->busy = RL_REQ_NONE;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "acquire failed", reply);
+        reply_error_at(msg, sizeof msg, l, "acquire failed", reply);
         attempt_failed(l, reply ? rl_reply_errkind(reply->str, reply->len) : 0, msg, now);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER) {
         redisReply *e1 = reply->element[1];
         if (reply->element[0]->integer == 1 && e1->type == REDIS_REPLY_STRING) {
             on_acquired(l, strtoll(e1->str, NULL, 10), now);
+        } else if (reply->element[0]->integer == 2 && e1->type == REDIS_REPLY_STRING) {
+            on_refused(l, strtoll(e1->str, NULL, 10), now);
         } else {
             long long pttl = -1;
             if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_INTEGER)
@@ -322,7 +378,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     rl_lease *l = priv;
     redisReply *reply = r;
     int64_t now = rl_now_us();
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RENEW, renew_reply, l->phase == RL_L_LEADING)) {
         l->t_send = now;
@@ -332,7 +388,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     if (l->phase != RL_L_LEADING) {
         /* We stepped down meanwhile; the answer no longer matters. */
     } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "renew failed", reply);
+        reply_error_at(msg, sizeof msg, l, "renew failed", reply);
         renew_failed(l, msg, now);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         renewed(l, now);
@@ -350,7 +406,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
     redisReply *reply = r;
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
@@ -361,7 +417,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     pthread_mutex_unlock(&eng->mu);
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
+        reply_error_at(msg, sizeof msg, l, "release failed (the key will expire by itself)", reply);
         rl_pub_error(l, 0, msg);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
         rl_pub_leader(l, NULL, 0);
@@ -407,6 +463,13 @@ static void act_fire(rl_timer *t, int64_t now)
             }
             rl_act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
             return;
+        }
+        if (l->term_used) {
+            /* A new term: a value no earlier command of ours carries.  The
+             * old one, if Redis still holds it, is a foreign holder now. */
+            rl_term_set_suffix(l->term + l->idlen + 1, rl_engine_rand(rl_lease_eng(l)));
+            l->term_used = 0;
+            l->held = 0;
         }
         if (rl_send_script(l, RL_SCRIPT_ACQUIRE, acq_reply, 0) < 0) {
             l->err_streak++;
@@ -575,10 +638,9 @@ void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
     if (l->phase == RL_L_STOPPING || (l->phase == RL_L_IDLE && !l->q_wanted))
         return;
     rl_pub_error(l, fatal_kind, why);
-    if (l->q_wanted && !l->q_inflight)
-        rl_query_publish(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
     if (l->phase == RL_L_CAMPAIGN && l->try_once && !l->busy)
         lock_attempt_over(l, fatal_kind ? fatal_kind : RL_ECONN, why);
+    rl_query_conn_down(l, why, fatal_kind);    /* last: may drop the last reference */
 }
 
 void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)

@@ -11,6 +11,7 @@
 #include "rl_endpoint.h"
 #include "rl_engine.h"
 #include "rl_error.h"
+#include "rl_scripts.h"
 
 /* ---- publishing (what API threads read) ---- */
 
@@ -37,7 +38,7 @@ static int wanted(const rl_lease *l, int kind, const char *text)
 void rl_pub_emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len)
 {
     if (wanted(l, kind, text))
-        rl_engine_emit(rl_lease_eng(l), l->id, kind, token, text, len);
+        rl_engine_emit(rl_lease_eng(l), l, kind, token, text, len);
 }
 
 void rl_pub_leader(rl_lease *l, const char *id, size_t len)
@@ -49,6 +50,8 @@ void rl_pub_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int
 {
     rl_engine *eng = rl_lease_eng(l);
     int changed;
+    if (id)
+        len = rl_term_idlen(id, len);   /* the leader is the node_id part of the term */
     pthread_mutex_lock(&eng->mu);
     if (!id)
         changed = l->leader != NULL;

@@ -1,11 +1,12 @@
 import types
-from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, TypeVar, Union
 
 from ._redlease import (
     AuthenticationError as AuthenticationError,
     ConnectionError as ConnectionError,
     LeadershipLost as LeadershipLost,
     LockNotOwnedError as LockNotOwnedError,
+    PermissionError as PermissionError,
     RedisError as RedisError,
     RedleaseError as RedleaseError,
     LeaseBase,
@@ -15,11 +16,14 @@ __version__: str
 hiredis_version: Tuple[int, int, int]
 
 Key = Union[str, bytes]
+_T = TypeVar("_T")
 
 class Lease:
     token: int
     @property
     def valid(self) -> bool: ...
+    @property
+    def remaining(self) -> float: ...
     def check(self) -> None: ...
 
 class _Leadership:
@@ -50,6 +54,9 @@ class DistributionNode(LeaseBase):
         on_leader_change: Optional[Callable[[Optional[str]], Any]] = ...,
     ) -> None: ...
     def leadership(self, timeout: Optional[float] = ..., *, interrupt: bool = ...) -> _Leadership: ...
+    def run_as_leader(self, work: Callable[..., _T], *args: Any, **kwargs: Any) -> _T: ...
+    async def run_as_leader_async(self, work: Callable[..., Awaitable[_T]], *args: Any,
+                                  **kwargs: Any) -> _T: ...
     async def wait_for_leadership_async(self, timeout: Optional[float] = ...) -> bool: ...
     async def stop_async(self) -> None: ...
     async def resign_async(self) -> None: ...

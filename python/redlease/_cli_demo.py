@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+from . import _redlease as _c
 from ._cli_demo_redis import DemoError, MiniRedis, RedisReplyError, ThrowawayRedis
 from .cli import EXIT_ERROR, EXIT_INTERRUPTED, mask_url
 
@@ -155,6 +156,8 @@ class Show:
                 self.say("%s sees leader %s" % (name, e.get("leader")), t)
         elif ev == "error":
             self.say("%s last_error: %s" % (name, e["error"]), t)
+        elif ev == "fatal":
+            self.say("%s gave up: %s" % (name, e["error"]), t)
         elif ev == "exit":
             self._end_term(name, t)
             rc = self.exited[name] = e["rc"]
@@ -193,6 +196,8 @@ class Show:
             self.handle(e)
             if pred(e):
                 return e
+            if e["ev"] == "fatal":
+                raise DemoError("%s: %s" % (e["node"], e["error"]))
             if e["ev"] == "exit" and e["rc"] not in (0, -signal.SIGKILL):
                 raise DemoError("%s exited with code %s (see its output above)"
                                 % (e["node"], e["rc"]))
@@ -232,6 +237,10 @@ class Show:
             ms = r.call("PTTL", self.key)
             t2 = now()
             holder = r.call("GET", self.key)
+        if isinstance(holder, str):      # the node_id part of the term's value
+            holder = _c._term_node_id(holder.encode()).decode(errors="replace")
+        elif isinstance(holder, bytes):
+            holder = _c._term_node_id(holder)
         return ms, holder, (t1 + t2) / 2
 
     # ------------------------------------------------------------------ show

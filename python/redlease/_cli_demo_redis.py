@@ -59,6 +59,10 @@ class ThrowawayRedis:
                 try:
                     with MiniRedis(self.url, timeout=0.2) as r:
                         if r.call("PING") == "PONG":
+                            # A brand-new server nobody else knows: no earlier
+                            # holder can exist, so its data-loss marker may be
+                            # old at once (else the first election waits a ttl).
+                            r.call("SET", "redlease:marker", "0")
                             return self
                 except OSError:
                     time.sleep(0.02)

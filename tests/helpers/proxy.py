@@ -9,7 +9,10 @@ Modes:
   * ``"refuse"``    new connections are closed right after accept.
 
 ``close_all()`` resets every current connection (RST), like a server or
-middlebox dropping them.  ``heal()`` goes back to ``"pass"`` and, by default,
+middlebox dropping them.  ``stall_existing()`` holds back what the current
+connections send (new ones pass); when the client gives up and closes, the
+held bytes stay queued towards Redis like a kernel still retransmitting them,
+until ``release_stalled()`` delivers them (and drops the replies).  ``heal()`` goes back to ``"pass"`` and, by default,
 resets the connections that lived through the partition.
 """
 from __future__ import annotations
@@ -32,11 +35,13 @@ def _rst_close(sock: socket.socket):
 
 
 class _Pair:
-    __slots__ = ("client", "upstream")
+    __slots__ = ("client", "upstream", "stalled", "held")
 
     def __init__(self, client, upstream):
         self.client = client
         self.upstream = upstream  # None for a connection accepted while blackholed
+        self.stalled = False      # client -> upstream bytes are held back
+        self.held = bytearray()
 
 
 class TcpProxy:
@@ -97,6 +102,40 @@ class TcpProxy:
 
     def close_all(self):
         self._call(self._close_all_now)
+
+    def stall_existing(self):
+        """Hold back every byte the current connections send from now on."""
+        def job():
+            for pair in self._pairs:
+                pair.stalled = True
+        self._call(job)
+
+    def stalled_bytes(self) -> int:
+        return sum(len(p.held) for p in list(self._pairs) if p.stalled)
+
+    def release_stalled(self):
+        """Deliver the held bytes to Redis (the stale commands land now);
+        their replies are dropped.  Returns how many bytes were delivered."""
+        out = []
+
+        def job():
+            n = 0
+            for pair in list(self._pairs):
+                if not pair.stalled:
+                    continue
+                if pair.upstream is not None and pair.held:
+                    try:
+                        pair.upstream.sendall(bytes(pair.held))
+                        n += len(pair.held)
+                    except OSError:
+                        pass
+                pair.held.clear()
+                pair.stalled = False
+                if pair.client is None:      # the client gave up: only replies left
+                    pass
+            out.append(n)
+        self._call(job)
+        return out[0]
 
     def connection_count(self) -> int:
         return len(self._pairs)
@@ -172,8 +211,20 @@ class TcpProxy:
             data = src.recv(65536)
         except OSError:
             data = b""
+        if not data and role == "client" and pair.stalled:
+            # The client gave up; its unsent bytes stay on their way.
+            try:
+                self._sel.unregister(pair.client)
+            except (KeyError, ValueError):
+                pass
+            pair.client.close()
+            pair.client = None
+            return
         if not data:
             self._close_pair(pair, rst=False)
+            return
+        if role == "client" and pair.stalled:
+            pair.held += data
             return
         if self.mode == "blackhole" or dst is None:
             return  # dropped on the floor

@@ -59,7 +59,11 @@ class RedisServer:
             argv += ["--requirepass", self.password]
         return argv + self.extra_args
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0, seed_marker: bool = True) -> "RedisServer":
+        """Start the server.  ``seed_marker``: give every database an old
+        ``redlease:marker``, as a database in service for longer than a ttl
+        has (without it, the first grant on each database waits one ttl:
+        redlease cannot tell a new database from one that lost its data)."""
         last_log = ""
         for attempt in range(5):
             if not self._fixed_port and (self.port is None or attempt > 0):
@@ -68,6 +72,8 @@ class RedisServer:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready(timeout):
                 self.paused = False
+                if seed_marker:
+                    self.seed_markers()
                 return self
             last_log = self.log_tail()
             procs.kill(self.proc)
@@ -97,15 +103,24 @@ class RedisServer:
             self.proc = None
         self.paused = False
 
-    def restart(self, timeout: float = 10.0):
-        """Kill and start again on the same port with empty data."""
+    def seed_markers(self, databases: int = 16):
+        """Mark every database as in service since long ago (marker 0)."""
+        with self.client() as c:
+            for db in range(databases):
+                c.execute("SELECT", str(db))
+                c.execute("SET", "redlease:marker", "0")
+
+    def restart(self, timeout: float = 10.0, seed_marker: bool = False):
+        """Kill and start again on the same port with empty data: like a
+        real restart without persistence, no marker (the first grant on each
+        database waits one ttl) unless ``seed_marker``."""
         self.kill()
         for name in os.listdir(self.dir):
             p = os.path.join(self.dir, name)
             if name != "redis.log" and os.path.isfile(p):
                 os.unlink(p)
         self._fixed_port = True
-        return self.start(timeout)
+        return self.start(timeout, seed_marker=seed_marker)
 
     def pause(self):
         os.kill(self.proc.pid, signal.SIGSTOP)
