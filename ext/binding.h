@@ -34,6 +34,7 @@ typedef struct {
     PyObject *ConnectionError;
     PyObject *AuthenticationError;
     PyObject *RedisError;
+    PyObject *PermissionError;
     PyObject *LockNotOwnedError;
 } rl_modstate;
 

@@ -10,24 +10,18 @@
 
 #include "core/rl_types.h"
 
-typedef struct {
-    PyObject_HEAD
-    rl_lease *lease;
-    PyObject *key;        /* the key as given (str or bytes) */
-    PyObject *node_id;    /* str */
-    PyObject *weakrefs;
-} LeaseObject;
+#include "lease_obj.h"
 
-static rl_modstate *state_of(PyObject *self)
+rl_modstate *rl_lease_state_of(PyObject *self)
 {
     return rl_state_from_type(Py_TYPE(self));
 }
 
-static int ready(LeaseObject *self)
+int rl_lease_ready(LeaseObject *self)
 {
     if (self->lease)
         return 0;
-    rl_modstate *st = state_of((PyObject *)self);
+    rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (st)
         PyErr_SetString(st->RedleaseError, "object is not initialised (was __init__ called?)");
     return -1;
@@ -57,7 +51,7 @@ static int seconds_arg(PyObject *o, const char *name, double *out, int allow_non
     return 0;
 }
 
-static int timeout_arg(PyObject *o, double *out)
+int rl_timeout_arg(PyObject *o, double *out)
 {
     if (o == NULL || o == Py_None) {
         *out = -1.0;
@@ -86,7 +80,7 @@ static int Lease_init(LeaseObject *self, PyObject *args, PyObject *kwds)
     PyObject *url, *key, *node_id = Py_None, *ttl_o = NULL, *renew_o = Py_None, *retry_o = Py_None;
     PyObject *cto_o = NULL, *cmd_o = NULL;
     int mode = RL_MODE_NODE, auto_renew = 1;
-    rl_modstate *st = state_of((PyObject *)self);
+    rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (!st)
         return -1;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOOOOOip:LeaseBase", kwlist, &url, &key,
@@ -210,20 +204,20 @@ static void Lease_dealloc(LeaseObject *self)
 static PyObject *Lease_start(LeaseObject *self, PyObject *unused)
 {
     (void)unused;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_error err = {0};
     if (rl_lease_start(self->lease, &err) < 0)
-        return rl_raise(state_of((PyObject *)self), &err);
+        return rl_raise(rl_lease_state_of((PyObject *)self), &err);
     Py_RETURN_NONE;
 }
 
 static PyObject *Lease_stop(LeaseObject *self, PyObject *unused)
 {
     (void)unused;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
-    rl_modstate *st = state_of((PyObject *)self);
+    rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (!st)
         return NULL;
     rl_lease_stop_quiet(self->lease);
@@ -235,11 +229,11 @@ static PyObject *Lease_stop(LeaseObject *self, PyObject *unused)
 static PyObject *Lease_resign(LeaseObject *self, PyObject *unused)
 {
     (void)unused;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     if (!rl_lease_is_leader(self->lease))
         Py_RETURN_NONE;
-    rl_modstate *st = state_of((PyObject *)self);
+    rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (!st)
         return NULL;
     rl_lease_resign(self->lease);
@@ -254,46 +248,15 @@ static PyObject *Lease_wait(LeaseObject *self, PyObject *args, PyObject *kwds)
     PyObject *t = Py_None;
     double timeout;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:wait_for_leadership", kwlist, &t) ||
-        timeout_arg(t, &timeout) < 0 || ready(self) < 0)
+        rl_timeout_arg(t, &timeout) < 0 || rl_lease_ready(self) < 0)
         return NULL;
-    rl_modstate *st = state_of((PyObject *)self);
+    rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (!st)
         return NULL;
     int rc = rl_wait(st, self->lease, RL_WAIT_LEADER, timeout);
     if (rc < 0)
         return NULL;
     return PyBool_FromLong(rc);
-}
-
-/* _lock_acquire(timeout): take the lock's key.  timeout None: wait for as
- * long as it takes; 0: one attempt.  On failure (or an exception) the
- * campaign is stopped before returning, so a late success is released. */
-static PyObject *Lease_lock_acquire(LeaseObject *self, PyObject *arg)
-{
-    double timeout;
-    if (timeout_arg(arg, &timeout) < 0 || ready(self) < 0)
-        return NULL;
-    rl_modstate *st = state_of((PyObject *)self);
-    if (!st)
-        return NULL;
-    int once = timeout == 0.0;
-    rl_error err = {0};
-    if (rl_lease_start_lock(self->lease, once, 1, &err) < 0)
-        return rl_raise(st, &err);
-    int rc = rl_wait(st, self->lease, RL_WAIT_LOCK, once ? -1.0 : timeout);
-    if (rc == 1)
-        Py_RETURN_TRUE;
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    rl_lease_stop_quiet(self->lease);
-    Py_BEGIN_ALLOW_THREADS
-    /* Bounded by the engine: a release reply or the command timeout. */
-    rl_lease_wait(self->lease, RL_WAIT_STOPPED, 30000000, &err);
-    Py_END_ALLOW_THREADS
-    PyErr_Restore(type, value, tb);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_FALSE;
 }
 
 /* ---- asyncio support: never block, the event loop waits on a waker fd ---- */
@@ -304,30 +267,19 @@ static PyObject *Lease_poll(LeaseObject *self, PyObject *arg)
     int what = (int)PyLong_AsLong(arg);
     if (what == -1 && PyErr_Occurred())
         return NULL;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_error err = {0};
     int rc = rl_lease_wait(self->lease, what, 0, &err);
     if (rc < 0)
-        return rl_raise(state_of((PyObject *)self), &err);
+        return rl_raise(rl_lease_state_of((PyObject *)self), &err);
     return PyLong_FromLong(rc);
-}
-
-static PyObject *Lease_lock_begin(LeaseObject *self, PyObject *arg)
-{
-    int once = PyObject_IsTrue(arg);
-    if (once < 0 || ready(self) < 0)
-        return NULL;
-    rl_error err = {0};
-    if (rl_lease_start_lock(self->lease, once, 0, &err) < 0)
-        return rl_raise(state_of((PyObject *)self), &err);
-    Py_RETURN_NONE;
 }
 
 static PyObject *Lease_stop_nowait(LeaseObject *self, PyObject *unused)
 {
     (void)unused;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_lease_stop(self->lease);
     Py_RETURN_NONE;
@@ -336,7 +288,7 @@ static PyObject *Lease_stop_nowait(LeaseObject *self, PyObject *unused)
 static PyObject *Lease_resign_nowait(LeaseObject *self, PyObject *unused)
 {
     (void)unused;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     if (rl_lease_is_leader(self->lease))
         rl_lease_resign(self->lease);
@@ -359,9 +311,9 @@ static int query_wait_slice(void *arg, int64_t max_us, rl_error *err)
 static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
 {
     double timeout;
-    if (timeout_arg(arg, &timeout) < 0 || ready(self) < 0)
+    if (rl_timeout_arg(arg, &timeout) < 0 || rl_lease_ready(self) < 0)
         return NULL;
-    rl_modstate *st = state_of((PyObject *)self);
+    rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (!st)
         return NULL;
     rl_error err = {0};
@@ -399,7 +351,7 @@ static PyObject *Lease_query(LeaseObject *self, PyObject *arg)
 static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
 {
     (void)unused;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_lease_info info;
     rl_lease_get_info(self->lease, &info, 1);
@@ -439,6 +391,7 @@ static PyMethodDef Lease_methods[] = {
      "False on timeout."},
     {"_lock_acquire", (PyCFunction)Lease_lock_acquire, METH_O, NULL},
     {"_lock_begin", (PyCFunction)Lease_lock_begin, METH_O, NULL},
+    {"_lock_release", (PyCFunction)Lease_lock_release, METH_O, NULL},
     {"_poll", (PyCFunction)Lease_poll, METH_O, NULL},
     {"_stop_nowait", (PyCFunction)Lease_stop_nowait, METH_NOARGS, NULL},
     {"_resign_nowait", (PyCFunction)Lease_resign_nowait, METH_NOARGS, NULL},
@@ -476,7 +429,7 @@ static PyObject *get_remaining(LeaseObject *self, void *c)
 static PyObject *get_leader(LeaseObject *self, void *c)
 {
     (void)c;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_lease_info info;
     rl_lease_get_info(self->lease, &info, 0);
@@ -490,7 +443,7 @@ static PyObject *get_leader(LeaseObject *self, void *c)
 static PyObject *get_last_error(LeaseObject *self, void *c)
 {
     (void)c;
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_lease_info info;
     rl_lease_get_info(self->lease, &info, 0);
@@ -504,7 +457,7 @@ static PyObject *get_last_error(LeaseObject *self, void *c)
     static PyObject *name(LeaseObject *self, void *c)      \
     {                                                      \
         (void)c;                                           \
-        if (ready(self) < 0)                               \
+        if (rl_lease_ready(self) < 0)                               \
             return NULL;                                   \
         return expr;                                       \
     }
@@ -522,7 +475,7 @@ static PyObject *get_url(LeaseObject *self, void *c)
 {
     (void)c;
     char buf[512];
-    if (ready(self) < 0)
+    if (rl_lease_ready(self) < 0)
         return NULL;
     rl_lease_url_safe(self->lease, buf, sizeof buf);
     return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
@@ -545,6 +498,7 @@ static PyGetSetDef Lease_getset[] = {
     {"_id", (getter)get_id, NULL, NULL, NULL},
     {"_phase", (getter)get_phase, NULL, NULL, NULL},
     {"_stale", (getter)get_stale, NULL, NULL, NULL},
+    {"_rel_answer", (getter)rl_lease_get_rel_answer, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -44,15 +44,33 @@ PyObject *rl_raise(rl_modstate *st, const rl_error *err)
     case RL_EREDIS: type = st->RedisError; break;
     case RL_ENOMEM: return PyErr_NoMemory();
     case RL_ESYS: type = PyExc_OSError; break;
+    case RL_EPERM: type = st->PermissionError; break;
     default: type = st->RedleaseError; break;
     }
     PyErr_SetString(type, err->msg);
     return NULL;
 }
 
+/* Seconds (>= 0, or < 0 for "no limit") to microseconds, saturating: a
+ * timeout too large for int64 microseconds means "no limit", never a
+ * wrapped-around negative number. */
+static int64_t seconds_to_us(double seconds)
+{
+    if (seconds < 0 || !(seconds * 1e6 < 9.2e18))   /* 9.2e18 < INT64_MAX; NaN too */
+        return INT64_MAX;
+    return (int64_t)(seconds * 1e6);
+}
+
+/* now + timeout, saturating at INT64_MAX (= no deadline). */
+static int64_t deadline_us(double timeout)
+{
+    int64_t d = seconds_to_us(timeout), now = rl_now_us();
+    return d >= INT64_MAX - now ? INT64_MAX : now + d;
+}
+
 int rl_wait_slices(rl_modstate *st, rl_slice_fn fn, void *arg, double timeout)
 {
-    int64_t until = timeout < 0 ? INT64_MAX : rl_now_us() + (int64_t)(timeout * 1e6);
+    int64_t until = deadline_us(timeout);
     for (;;) {
         int64_t now = rl_now_us();
         int64_t slice = until - now;
@@ -108,7 +126,7 @@ static PyObject *next_event(PyObject *m, PyObject *arg)
     rl_event ev;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = rl_engine_next_event(&ev, (int64_t)(timeout * 1e6));
+    rc = rl_engine_next_event(&ev, seconds_to_us(timeout));
     if (rc < 0) {
         struct timespec ts = {(time_t)timeout, (long)((timeout - (double)(time_t)timeout) * 1e9)};
         nanosleep(&ts, NULL);
@@ -135,7 +153,8 @@ static PyObject *shutdown(PyObject *m, PyObject *arg)
         return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = rl_engine_shutdown((int64_t)(timeout * 1e6));
+    /* the engine adds it to now: at most an hour, never negative */
+    rc = rl_engine_shutdown(timeout > 0 ? (timeout < 3600 ? seconds_to_us(timeout) : 3600000000) : 0);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(rc == 0);
 }
@@ -294,9 +313,20 @@ static int module_exec(PyObject *m)
     st->AuthenticationError = new_exc(m, "AuthenticationError",
                                       "Redis refused the user name or password.", st->ConnectionError);
     st->RedisError = new_exc(m, "RedisError", "Redis answered with an error.", st->RedleaseError);
+    /* Like threading.Lock's "release unlocked lock": a RuntimeError too. */
+    bases = PyTuple_Pack(2, st->RedleaseError, PyExc_RuntimeError);
+    if (!bases)
+        return -1;
     st->LockNotOwnedError = new_exc(m, "LockNotOwnedError",
-                                    "The lock is not held by this object.", st->RedleaseError);
+                                    "The lock is not held by this object (and this thread).", bases);
+    Py_DECREF(bases);
     if (!st->AuthenticationError || !st->RedisError || !st->LockNotOwnedError)
+        return -1;
+    /* Not a ConnectionError: retrying does not fix an ACL denial. */
+    st->PermissionError = new_exc(m, "PermissionError",
+                                  "Redis denied a command, key or channel to this user (NOPERM, ACL).",
+                                  st->RedisError);
+    if (!st->PermissionError)
         return -1;
 
     int major, minor, patch;
@@ -344,6 +374,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->ConnectionError);
     Py_VISIT(st->AuthenticationError);
     Py_VISIT(st->RedisError);
+    Py_VISIT(st->PermissionError);
     Py_VISIT(st->LockNotOwnedError);
     return 0;
 }
@@ -357,6 +388,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->ConnectionError);
     Py_CLEAR(st->AuthenticationError);
     Py_CLEAR(st->RedisError);
+    Py_CLEAR(st->PermissionError);
     Py_CLEAR(st->LockNotOwnedError);
     return 0;
 }

@@ -169,3 +169,16 @@ def test_run_command_line_split(rl):
     assert a.cmd == ["sleep", "1"] and a.ttl == 10.0 and a.grace is None and not a.restart
     a = parse_args(["status", "--", "-odd-key"])       # '--' elsewhere keeps its usual meaning
     assert a.key == "-odd-key"
+
+
+@pytest.mark.node_timeout(30)
+def test_status_escapes_control_characters(cli, redis_server, make_node, key):
+    node = make_node(redis_server.url(), node_id="evil\nFAKE: held by nobody\x1b[2J", ttl=5.0)
+    node.start()
+    assert node.wait_for_leadership(10)
+    rc, out, err = cli.run("status", key, "--url", redis_server.url())
+    assert rc == 0, err
+    assert len(out.splitlines()) == 1, out
+    assert "evil\\nFAKE" in out and "\x1b" not in out and "\\x1b[2J" in out
+    rc, out, err = cli.run("status", key, "--json", "--url", redis_server.url())
+    assert json.loads(out)["holder"] == "evil\nFAKE: held by nobody\x1b[2J"   # JSON is exact

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import time
 
 import pytest
 
@@ -52,3 +53,15 @@ def test_demo_ctrl_c_cleans_up(cli, redis_server):
         wait_gone(pid, timeout=5)
     # nodes stopped (released) and the demo removed its key
     wait_until(lambda: not redis_server.cmd("KEYS", "redlease:demo:*"), timeout=5)
+
+
+@pytest.mark.node_timeout(40)
+def test_demo_wrong_password_says_so_at_once(cli, redis_factory):
+    srv = redis_factory(password="right-password")
+    t0 = time.monotonic()
+    rc, out, err = cli.run("demo", "--once", "--url", srv.url(password="wrong-password"), timeout=30)
+    took = time.monotonic() - t0
+    assert rc == 1, (out, err)
+    assert "authentication failed" in out + err and "timed out" not in out + err
+    assert "wrong-password" not in out + err
+    assert took < 12, took      # not the 15 s leader timeout

@@ -81,6 +81,15 @@ def test_watch_human_lines(cli, redis_server, make_node, key):
 
 
 @pytest.mark.node_timeout(30)
+def test_watch_escapes_control_characters(cli, redis_server, key):
+    redis_server.cmd("SET", key, "a\nb\x1b[2J", "PX", 60000)
+    w = cli.start("watch", key, "--count", "1", "--url", redis_server.url())
+    first = w.wait_line(lambda line: "initial" in line)
+    assert first.rstrip("\n").endswith("holder=a\\nb\\x1b[2J"), repr(first)
+    redis_server.cmd("DEL", key)
+
+
+@pytest.mark.node_timeout(30)
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_watch_stops_quietly_on_signals(cli, redis_server, key, sig, code):
     w = cli.start("watch", key, "--url", redis_server.url())

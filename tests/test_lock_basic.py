@@ -20,6 +20,46 @@ from helpers.waiting import boottime, run_bounded, stays_true, wait_until
 from helpers.terms import term_of
 
 
+class OwnerThread(AcquireThread):
+    """AcquireThread that stays alive as the owner: ``release()`` makes the
+    thread that acquired release (a Lock belongs to its acquiring thread)."""
+
+    def __init__(self, lock, **kwargs):
+        super().__init__(lock, **kwargs)
+        self._go = threading.Event()
+        self._released = threading.Event()
+        self.release_error = None
+
+    def run(self):
+        super().run()
+        if self.result:
+            self._go.wait(120)
+            try:
+                self.lock.release()
+            except BaseException as exc:  # noqa: BLE001 - reported to the test
+                self.release_error = exc
+        self._released.set()
+
+    def outcome(self, timeout: float):
+        assert self._acquired_within(timeout), f"acquire({self.kwargs}) did not return within {timeout}s"
+        if self.error is not None:
+            raise AssertionError(f"acquire raised {self.error!r}") from self.error
+        return self.result
+
+    def _acquired_within(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.t_done is None and self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.t_done is not None
+
+    def release(self, timeout: float = 30):
+        self._go.set()
+        self.join(timeout)
+        assert not self.is_alive(), "release() did not return"
+        if self.release_error is not None:
+            raise self.release_error
+
+
 # ---------------------------------------------------------------------------
 # basics
 # ---------------------------------------------------------------------------
@@ -137,23 +177,29 @@ def test_locked_and_status_seen_from_another_object(rl, redis_server, make_lock,
 # ---------------------------------------------------------------------------
 # ownership belongs to the object; release rules
 # ---------------------------------------------------------------------------
-def test_release_by_another_thread(rl, redis_server, make_lock, key):
+def test_release_by_another_thread_is_refused(rl, redis_server, make_lock, key):
+    # the thread that acquired owns the lock: another thread's release()
+    # raises (a RuntimeError, as threading.RLock's) and changes nothing
     lock = make_lock(redis_server.url(), key, ttl=2.0)
     assert lock.acquire(timeout=10)
     outcome, value = run_bounded(lock.release, 20)
-    assert outcome == "ok", value
+    assert outcome == "raised" and isinstance(value, rl.LockNotOwnedError), (outcome, value)
+    assert isinstance(value, RuntimeError)
+    assert lock.owned is True
+    assert term_of(redis_server.cmd("GET", key)) == lock.node_id.encode()
+    lock.release()
     assert lock.owned is False
     assert redis_server.cmd("EXISTS", key) == 0
-    # and the other way round: acquired in a thread, released here
+    # and the other way round: acquired in a thread, not releasable here
     t = AcquireThread(lock, timeout=10)
     t.start()
     assert t.outcome(20) is True
     assert lock.owned
-    lock.release()
-    assert not lock.owned
+    with pytest.raises(rl.LockNotOwnedError):
+        lock.release()
+    assert lock.owned
     peer = make_lock(redis_server.url(), key, ttl=2.0)
-    assert peer.acquire(blocking=False)
-    peer.release()
+    assert peer.acquire(blocking=False) is False
 
 
 def test_release_when_not_held_raises(rl, redis_server, make_lock, key):
@@ -311,7 +357,7 @@ def test_waiter_wakes_on_release_in_process(rl, redis_server, make_lock, key):
     holder = make_lock(redis_server.url(), key, ttl=30.0)
     waiter = make_lock(redis_server.url(), key, ttl=30.0)
     assert holder.acquire(timeout=10)
-    t = AcquireThread(waiter, timeout=25)
+    t = OwnerThread(waiter, timeout=25)
     t.start()
     time.sleep(0.3)
     assert t.is_alive()
@@ -320,7 +366,7 @@ def test_waiter_wakes_on_release_in_process(rl, redis_server, make_lock, key):
     assert t.outcome(30) is True
     assert t.t_done - t_rel < 5.0, f"waiter woke {t.t_done - t_rel:.2f}s after the release"
     assert waiter.owned
-    waiter.release()
+    t.release()
 
 
 # ---------------------------------------------------------------------------

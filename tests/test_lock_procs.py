@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from helpers.lock_procs import AcquireThread, lock_proc, make_lock  # noqa: F401 - fixtures
+from helpers.lock_procs import lock_proc, make_lock  # noqa: F401 - fixtures
+from test_lock_basic import OwnerThread as AcquireThread  # a Lock belongs to its acquirer
 from helpers.resp import RespClient
 from helpers.scripts import Output
 from helpers.waiting import boottime
@@ -93,7 +94,7 @@ def test_waiter_wakes_when_holder_in_other_process_releases(rl, redis_server, lo
     assert t.t_done - rel["t_after"] < 5.0, \
         f"waiter acquired {t.t_done - rel['t_after']:.2f}s after the release"
     assert waiter.token > acq["token"]
-    waiter.release()
+    t.release()
     holder.send("exit")
     assert holder.wait_exit(15) == 0, holder.stderr()
 
@@ -129,7 +130,7 @@ def test_waiter_gets_lock_after_sigkilled_holder_expires(rl, redis_server, lock_
         "the retry is not aimed at the expiry")
     assert waiter.token > acq["token"]
     assert term_of(redis_server.cmd("GET", key)) == waiter.node_id.encode()
-    waiter.release()
+    t.release()
 
 
 # ---------------------------------------------------------------------------

@@ -277,6 +277,23 @@ def test_acl_user_wrong_password(rl, redis_server, make_node):
     _first_blocking_call_raises(rl, node, rl.AuthenticationError)
 
 
+@pytest.mark.parametrize("rules", [
+    ("~*", "&*", "+@all", "-evalsha", "-eval"),      # no scripts
+    ("~other:*", "&*", "+@all"),                      # not the lease key
+], ids=["no-scripts", "no-key"])
+def test_acl_denial_is_a_permission_error_not_a_connection_error(rl, redis_server, make_node,
+                                                                 key, rules):
+    redis_server.cmd("ACL", "SETUSER", "carol", "on", ">carolpw", *rules)
+    node = make_node(redis_server.url(user="carol", password="carolpw"), ttl=1.0)
+    exc = _first_blocking_call_raises(rl, node, rl.PermissionError)
+    assert isinstance(exc, rl.RedisError)
+    assert not isinstance(exc, ConnectionError), "retry code must not retry an ACL denial"
+    assert not isinstance(exc, rl.AuthenticationError)
+    msg = str(exc)
+    assert "NOPERM" in msg and "127.0.0.1" in msg and "carolpw" not in msg, msg
+    assert "ACL user needs" in msg, msg
+
+
 @pytest.mark.parametrize("setup", [("RPUSH", "x"), ("HSET", "f", "v"), ("SADD", "m")],
                          ids=["list", "hash", "set"])
 def test_key_of_wrong_type(rl, redis_server, make_node, key, setup):

@@ -452,3 +452,67 @@ def test_worker_reports_json(rl, redis_server, spawn_worker):
     bye = w.wait_ev("bye", 5)
     assert bye
     json.dumps(w.snapshot())
+
+
+# ---------------------------------------------------------------------------
+# honest state after a loss
+# ---------------------------------------------------------------------------
+def test_leader_is_not_this_node_after_a_local_expiry(rl, redis_server, make_node, key):
+    node = make_node(redis_server.url(), ttl=0.8, command_timeout=0.3)
+    node.start()
+    assert node.wait_for_leadership(10)
+    assert node.leader == node.node_id
+    redis_server.pause()                     # renewals get no answer
+    try:
+        wait_until(lambda: not node.is_leader, 10, desc="stepped down at its deadline")
+        assert node.leader != node.node_id
+    finally:
+        redis_server.resume()
+
+
+def test_leadership_lost_says_key_token_and_reason(rl, redis_server, make_node, key):
+    node = make_node(redis_server.url(), ttl=1.0, retry_interval=0.05)
+    caught = []
+
+    def body():
+        try:
+            with node.leadership(timeout=10) as lease:
+                caught.append(lease.token)
+                redis_server.cmd("SET", key, "intruder", "PX", "5000")
+                while True:
+                    time.sleep(0.01)
+        except rl.LeadershipLost as exc:
+            caught.append(str(exc))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(20)
+    assert not t.is_alive()
+    token, msg = caught
+    assert repr(key) in msg and str(token) in msg, msg
+    assert "intruder" in msg, msg
+
+
+def test_main_thread_block_is_interrupted_inside_sleep(rl, redis_server, run_script, key):
+    # A block in the main thread sleeping for 60 s is interrupted at once
+    # when the key is taken (other threads learn at their next instruction).
+    proc = run_script("""
+import sys, time, redlease
+node = redlease.DistributionNode(sys.argv[1], sys.argv[2], ttl=1.0, retry_interval=0.05)
+try:
+    with node.leadership(timeout=10):
+        print("IN", flush=True)
+        t0 = time.monotonic()
+        time.sleep(60)
+        print("SLEPT", flush=True)
+except redlease.LeadershipLost as exc:
+    print("LOST %.3f %s" % (time.monotonic() - t0, exc), flush=True)
+node.stop()
+""", redis_server.url(), key)
+    line = proc.stdout.readline().decode()
+    assert line.strip() == "IN", (line, proc.stderr.read(4000) if not line else "")
+    redis_server.cmd("SET", key, "intruder", "PX", "5000")
+    out, err = proc.communicate(timeout=30)
+    out = out.decode()
+    assert out.startswith("LOST "), (out, err.decode()[-2000:])
+    assert float(out.split()[1]) < 20, out

@@ -113,6 +113,7 @@ static int resolve(rl_lease *l, rl_error *err)
 
 static void lease_free(rl_lease *l)
 {
+    rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
     free(l->key);
     free(l->tkey);
@@ -489,7 +490,7 @@ void rl_engine_get_info(rl_engine_info *out)
     out->running = e->thread_started && !e->quit;
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
         out->endpoints++;
-    out->open_connections = (uint64_t)e->nfds;
+    out->open_connections = (uint64_t)e->fds.n;
     pthread_mutex_unlock(&e->mu);
     out->commands = atomic_load(&e->st_commands);
     out->reconnects = atomic_load(&e->st_reconnects);

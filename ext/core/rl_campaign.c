@@ -67,6 +67,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
     rl_engine_notify(eng);
     pthread_mutex_unlock(&eng->mu);
     rl_pub_emit(l, RL_EV_REVOKED, atomic_load(&l->token), reason, strlen(reason));
+    rl_pub_leader(l, NULL, 0);   /* not this node any more; the next reply says who */
 }
 
 /* After losing the lease: a node campaigns again, a lock waits for its
@@ -152,7 +153,7 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     if (l->rel_seen || pttl == -2)
         d = 0;
     else if (pttl >= 0)
-        d = rl_min64((int64_t)pttl * 1000 + 1000, l->retry_us);   /* just after it expires */
+        d = rl_min64(rl_pttl_us(pttl) + 1000, l->retry_us);      /* just after it expires */
     else
         d = l->retry_us;                                        /* key without expiry */
     int64_t spread = rl_min64(d / 10, 5000);
@@ -313,12 +314,32 @@ void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply 
         snprintf(buf, n, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
 }
 
+/* The same, naming the server, with what to do about a permission error. */
+static void reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const redisReply *r)
+{
+    const char *srv = l->ep ? l->ep->display : "the server";
+    int k;
+    if (!r)
+        k = snprintf(buf, n, "%s at %s: connection lost before the reply", what, srv);
+    else if (rl_reply_errkind(r->str, r->len) == RL_EPERM)
+        k = snprintf(buf, n, "%s at %s: %.*s; the ACL user needs the commands EVALSHA, EVAL, SCRIPT, "
+                 "PUBLISH, SUBSCRIBE and PING, the keys %.*s, %.*s and " RL_MARKER_KEY
+                 ", and the channel %.*s", what, srv, (int)(r->len > 160 ? 160 : r->len), r->str,
+                 (int)(l->keylen > 60 ? 60 : l->keylen), l->key,
+                 (int)(l->tkeylen > 80 ? 80 : l->tkeylen), l->tkey,
+                 (int)(l->chlen > 80 ? 80 : l->chlen), l->channel);
+    else
+        k = snprintf(buf, n, "%s at %s: %.*s", what, srv, (int)(r->len > 200 ? 200 : r->len), r->str);
+    if (k < 0 && n)
+        buf[0] = 0;        /* truncation is fine; an encoding error is not expected */
+}
+
 static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
     redisReply *reply = r;
     int64_t now = rl_now_us();
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_ACQUIRE, acq_reply, 1)) {
         l->t_send = now;
@@ -326,7 +347,7 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     l->busy = RL_REQ_NONE;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "acquire failed", reply);
+        reply_error_at(msg, sizeof msg, l, "acquire failed", reply);
         attempt_failed(l, reply ? rl_reply_errkind(reply->str, reply->len) : 0, msg, now);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER) {
@@ -357,7 +378,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     rl_lease *l = priv;
     redisReply *reply = r;
     int64_t now = rl_now_us();
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RENEW, renew_reply, l->phase == RL_L_LEADING)) {
         l->t_send = now;
@@ -367,7 +388,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     if (l->phase != RL_L_LEADING) {
         /* We stepped down meanwhile; the answer no longer matters. */
     } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "renew failed", reply);
+        reply_error_at(msg, sizeof msg, l, "renew failed", reply);
         renew_failed(l, msg, now);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         renewed(l, now);
@@ -385,13 +406,18 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
     redisReply *reply = r;
-    char msg[400];
+    char msg[800];
     (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
+    rl_engine *eng = rl_lease_eng(l);
+    pthread_mutex_lock(&eng->mu);      /* before the stop is published as over */
+    l->rel_answer = !reply || reply->type == REDIS_REPLY_ERROR ? 3
+                    : reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 ? 1 : 2;
+    pthread_mutex_unlock(&eng->mu);
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        rl_reply_error_msg(msg, sizeof msg, "release failed (the key will expire by itself)", reply);
+        reply_error_at(msg, sizeof msg, l, "release failed (the key will expire by itself)", reply);
         rl_pub_error(l, 0, msg);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
         rl_pub_leader(l, NULL, 0);
@@ -422,6 +448,19 @@ static void act_fire(rl_timer *t, int64_t now)
             return;
         }
         if (!rl_endpoint_ready(l->ep)) {
+            /* A lock whose connection is down after a failed attempt (in
+             * reconnect backoff) hears of it now, not at the next attempt. */
+            if (l->mode == RL_MODE_LOCK && l->ep->cmd.state == RL_C_DOWN && l->ep->cmd.failures) {
+                char msg[400];
+                snprintf(msg, sizeof msg, "cannot connect to %s: the last attempt failed%s%s",
+                         l->ep->display, l->last_error ? ": " : "", l->last_error ? l->last_error : "");
+                if (l->try_once) {
+                    lock_attempt_over(l, RL_ECONN, l->last_error ? l->last_error : msg);
+                    return;
+                }
+                if (!l->last_error)
+                    rl_pub_error(l, 0, msg);
+            }
             rl_act_at(l, now + RL_WAIT_CONN_US);   /* conn_ready kicks us sooner */
             return;
         }
@@ -599,10 +638,9 @@ void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
     if (l->phase == RL_L_STOPPING || (l->phase == RL_L_IDLE && !l->q_wanted))
         return;
     rl_pub_error(l, fatal_kind, why);
-    if (l->q_wanted && !l->q_inflight)
-        rl_query_publish(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
     if (l->phase == RL_L_CAMPAIGN && l->try_once && !l->busy)
         lock_attempt_over(l, fatal_kind ? fatal_kind : RL_ECONN, why);
+    rl_query_conn_down(l, why, fatal_kind);    /* last: may drop the last reference */
 }
 
 void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)

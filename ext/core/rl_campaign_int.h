@@ -12,6 +12,15 @@
 static inline rl_engine *rl_lease_eng(const rl_lease *l) { return atomic_load(&((rl_lease *)l)->eng); }
 static inline int64_t rl_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* A key's PTTL (ms, >= 0) in microseconds, saturating at ~31,700 years: a
+ * foreign key may carry a PTTL near 2^63 ms, whose microseconds (and their
+ * sum with now) would overflow int64. */
+#define RL_PTTL_FAR_MS 1000000000000000LL
+static inline int64_t rl_pttl_us(long long pttl_ms)
+{
+    return (int64_t)(pttl_ms < RL_PTTL_FAR_MS ? pttl_ms : RL_PTTL_FAR_MS) * 1000;
+}
+
 /* rl_campaign.c */
 void rl_act_at(rl_lease *l, int64_t when);
 int64_t rl_backoff(rl_lease *l, int64_t cap);
@@ -36,5 +45,6 @@ int rl_watch_send(rl_lease *l);
 void rl_watch_message(rl_lease *l, const char *p, size_t len);
 void rl_query_publish(rl_lease *l, int errkind, const char *err, const redisReply *r);
 void rl_query_send_pending(rl_lease *l);
+void rl_query_conn_down(rl_lease *l, const char *why, int fatal_kind);
 
 #endif

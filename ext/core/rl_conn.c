@@ -46,7 +46,9 @@ static void hook_cleanup(void *p)
     c->events = 0;
 }
 
-static void attach(rl_conn *c, redisAsyncContext *ac)
+/* -1 if the socket cannot be tracked (out of memory): a socket the engine
+ * does not know of would stay open in a fork child, so it is not used. */
+static int attach(rl_conn *c, redisAsyncContext *ac)
 {
     ac->ev.data = c;
     ac->ev.addRead = hook_add_read;
@@ -60,7 +62,11 @@ static void attach(rl_conn *c, redisAsyncContext *ac)
     int fl = fcntl(c->fd, F_GETFD);
     if (fl >= 0)
         (void)fcntl(c->fd, F_SETFD, fl | FD_CLOEXEC);
-    rl_engine_track_fd(c->ep->eng, c->fd);
+    if (rl_engine_track_fd(c->ep->eng, c->fd) < 0) {
+        c->fd = -1;      /* hook_cleanup has nothing to forget */
+        return -1;
+    }
+    return 0;
 }
 
 static int64_t backoff_us(rl_conn *c, int fatal)
@@ -87,9 +93,12 @@ static void conn_failed(rl_conn *c, const char *why, int fatal_kind)
     c->failures++;
     if (was_ready)
         atomic_fetch_add(&eng->st_reconnects, 1);
-    /* An endpoint nobody uses waits for its next lease to reconnect. */
+    /* An endpoint nobody uses waits for its next lease to reconnect (and
+     * the connect timeout must not fire as a reconnect either). */
     if (!c->ep->freeing && c->ep->nleases > 0)
         rl_heap_set(&eng->timers, &c->timer, rl_now_us() + backoff_us(c, fatal_kind != 0));
+    else
+        rl_heap_cancel(&eng->timers, &c->timer);
     rl_endpoint_conn_down(c, why, fatal_kind);
 }
 
@@ -137,7 +146,9 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
             c->hs_pending = -1;
             rl_endpoint_set_fatal(c->ep, 0, msg);
         } else {
-            if (strncmp(what, "AUTH", 4) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
+            if (kind == RL_EPERM)
+                ;                      /* an ACL denial, not the credentials */
+            else if (strncmp(what, "AUTH", 4) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
                 strncmp(reply->str, "WRONGPASS", 9) == 0)
                 kind = RL_EAUTH;
             else if (kind != RL_EAUTH)
@@ -145,6 +156,10 @@ static void hs_reply(redisAsyncContext *ac, void *r, void *priv)
             if (kind == RL_EAUTH)
                 snprintf(msg, sizeof msg, "authentication failed at %s: %.*s; check the user and password in the URL",
                          c->ep->display, (int)(reply->len > 120 ? 120 : reply->len), reply->str);
+            else if (kind == RL_EPERM)
+                snprintf(msg, sizeof msg, "%s refused by %s: %.*s; the ACL user lacks a permission redlease "
+                         "needs (see README, Errors)", what, c->ep->display,
+                         (int)(reply->len > 120 ? 120 : reply->len), reply->str);
             else
                 snprintf(msg, sizeof msg, "%s refused by %s: %.*s", what, c->ep->display,
                          (int)(reply->len > 120 ? 120 : reply->len), reply->str);
@@ -256,10 +271,14 @@ void rl_conn_connect(rl_conn *c)
         conn_failed(c, why, 0);
         return;
     }
+    if (attach(c, ac) < 0) {
+        redisAsyncFree(ac);
+        conn_failed(c, "cannot connect: out of memory", 0);
+        return;
+    }
     atomic_fetch_add(&eng->st_connections, 1);
     c->ac = ac;
     ac->data = c;
-    attach(c, ac);
     c->state = RL_C_CONNECTING;
     c->pending = 0;
     c->hs_pending = 0;
@@ -375,7 +394,9 @@ int rl_reply_errkind(const char *s, size_t len)
     for (int i = 0; transient[i]; i++)
         if (prefix(s, len, transient[i]))
             return 0;
-    if (prefix(s, len, "NOAUTH") || prefix(s, len, "WRONGPASS") || prefix(s, len, "NOPERM"))
+    if (prefix(s, len, "NOAUTH") || prefix(s, len, "WRONGPASS"))
         return RL_EAUTH;
+    if (prefix(s, len, "NOPERM"))
+        return RL_EPERM;
     return RL_EREDIS;
 }

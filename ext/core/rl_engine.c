@@ -14,7 +14,6 @@
 #include "rl_conn.h"
 #include "rl_endpoint.h"
 
-#define RL_EVENTS_MAX 100000
 #define RL_DRAIN_MAX_US 3000000
 
 /* The process's engine.  These are the only globals: the engine itself,
@@ -63,12 +62,13 @@ static void atfork_child(void)
         /* Close the parent's sockets in this process only; the engine's
          * memory is left as it is (its thread is gone), so stale leases
          * still point at valid memory. */
-        for (int i = 0; i < e->nfds; i++)
-            close(e->fds[i]);
-        e->nfds = 0;
-        e->nwakers = 0;
+        for (size_t i = 0; i < e->fds.n; i++)
+            close(e->fds.v[i]);
+        e->fds.n = 0;
+        e->wakers.n = 0;
         close(e->wake_fd);
         e->wake_fd = -1;
+        e->tfd_eng = e->tfd_drv = -1;   /* closed with e->fds (mu is held here) */
         e->shutdown = 1;
         pthread_mutex_unlock(&e->ev_mu);
         pthread_mutex_unlock(&e->mu);
@@ -98,29 +98,45 @@ int64_t rl_engine_jitter(rl_engine *e, int64_t d)
     return d + (int64_t)(rl_engine_rand(e) % (uint64_t)(d / 4));
 }
 
-void rl_engine_track_fd(rl_engine *e, int fd)
+/* Adds fd to v, growing it as needed: -1 when out of memory.  The caller
+ * holds the lock that guards v. */
+static int fdvec_add(rl_fdvec *v, int fd)
 {
-    pthread_mutex_lock(&e->mu);
-    if (e->nfds < RL_MAX_FDS)
-        e->fds[e->nfds++] = fd;
-    pthread_mutex_unlock(&e->mu);
+    if (v->n == v->cap) {
+        size_t ncap = v->cap ? 2 * v->cap : 16;
+        int *nv = realloc(v->v, ncap * sizeof *nv);
+        if (!nv)
+            return -1;
+        v->v = nv;
+        v->cap = ncap;
+    }
+    v->v[v->n++] = fd;
+    return 0;
 }
 
-/* Removes fd from an unordered array of n fds (the caller holds the lock). */
-static void fd_array_remove(int *v, int *n, int fd)
+/* Removes fd from v (the caller holds the lock). */
+static void fdvec_remove(rl_fdvec *v, int fd)
 {
-    for (int i = 0; i < *n; i++) {
-        if (v[i] == fd) {
-            v[i] = v[--*n];
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->v[i] == fd) {
+            v->v[i] = v->v[--v->n];
             return;
         }
     }
 }
 
+int rl_engine_track_fd(rl_engine *e, int fd)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = fdvec_add(&e->fds, fd);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
 void rl_engine_forget_fd(rl_engine *e, int fd)
 {
     pthread_mutex_lock(&e->mu);
-    fd_array_remove(e->fds, &e->nfds, fd);
+    fdvec_remove(&e->fds, fd);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -133,48 +149,12 @@ void rl_engine_wake(rl_engine *e)
     }
 }
 
-void rl_engine_emit(rl_engine *e, uint64_t id, int kind, int64_t token, const char *text, size_t len)
-{
-    rl_event *ev = calloc(1, sizeof *ev);
-    if (!ev)
-        return;
-    ev->lease_id = id;
-    ev->kind = kind;
-    ev->token = token;
-    if (text) {
-        ev->text = malloc(len + 1);
-        if (!ev->text) {
-            free(ev);
-            return;
-        }
-        memcpy(ev->text, text, len);
-        ev->text[len] = 0;
-        ev->textlen = len;
-    }
-    pthread_mutex_lock(&e->ev_mu);
-    if (e->ev_len >= RL_EVENTS_MAX) {
-        e->ev_dropped++;
-        pthread_mutex_unlock(&e->ev_mu);
-        free(ev->text);
-        free(ev);
-        return;
-    }
-    if (e->ev_tail)
-        e->ev_tail->next = ev;
-    else
-        e->ev_head = ev;
-    e->ev_tail = ev;
-    e->ev_len++;
-    pthread_cond_signal(&e->ev_cv);
-    pthread_mutex_unlock(&e->ev_mu);
-}
-
 void rl_engine_notify(rl_engine *e)
 {
     static const uint64_t one = 1;
     pthread_cond_broadcast(&e->cv);
-    for (int i = 0; i < e->nwakers; i++) {
-        if (write(e->wakers[i], &one, sizeof one) < 0) {
+    for (size_t i = 0; i < e->wakers.n; i++) {
+        if (write(e->wakers.v[i], &one, sizeof one) < 0) {
             /* full: the loop has a wake-up pending already */
         }
     }
@@ -187,10 +167,8 @@ int rl_engine_add_waker(int fd, rl_error *err)
         return -1;
     pthread_mutex_lock(&e->mu);
     int rc = 0;
-    if (e->nwakers == (int)(sizeof e->wakers / sizeof e->wakers[0]))
-        rc = rl_seterr(err, RL_ESTATE, "too many event loops registered with redlease (64)");
-    else
-        e->wakers[e->nwakers++] = fd;
+    if (fdvec_add(&e->wakers, fd) < 0)
+        rc = rl_seterr(err, RL_ENOMEM, "out of memory while registering an event loop");
     pthread_mutex_unlock(&e->mu);
     return rc;
 }
@@ -201,7 +179,7 @@ void rl_engine_remove_waker(int fd)
     if (!e)
         return;
     pthread_mutex_lock(&e->mu);
-    fd_array_remove(e->wakers, &e->nwakers, fd);
+    fdvec_remove(&e->wakers, fd);
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -216,41 +194,21 @@ static void deadline_ts(struct timespec *ts, int64_t max_us)
     }
 }
 
+/* Condition variables cannot wait on CLOCK_BOOTTIME, and CLOCK_MONOTONIC
+ * does not count a suspend: a long wait could wake that much late.  So
+ * each wait is at most a short slice; every caller loops on its own
+ * deadline (rl_now_us, CLOCK_BOOTTIME). */
+#define RL_CV_SLICE_US 50000
+
 void rl_engine_timedwait(rl_engine *e, int64_t max_us)
 {
     struct timespec ts;
     if (max_us <= 0)
         return;
+    if (max_us > RL_CV_SLICE_US)
+        max_us = RL_CV_SLICE_US;
     deadline_ts(&ts, max_us);
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
-}
-
-int rl_engine_next_event(rl_event *out, int64_t max_us)
-{
-    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
-    if (!e)
-        return -1;
-    struct timespec ts;
-    deadline_ts(&ts, max_us);
-    pthread_mutex_lock(&e->ev_mu);
-    while (!e->ev_head) {
-        if (pthread_cond_timedwait(&e->ev_cv, &e->ev_mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    rl_event *ev = e->ev_head;
-    if (ev) {
-        e->ev_head = ev->next;
-        if (!e->ev_head)
-            e->ev_tail = NULL;
-        e->ev_len--;
-    }
-    pthread_mutex_unlock(&e->ev_mu);
-    if (!ev)
-        return 0;
-    *out = *ev;
-    out->next = NULL;
-    free(ev);
-    return 1;
 }
 
 /* ---- commands ---- */
@@ -386,6 +344,7 @@ static rl_engine *engine_new(rl_error *err)
         rl_seterr(err, RL_ENOMEM, "out of memory");
         return NULL;
     }
+    e->tfd_eng = e->tfd_drv = -1;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -400,6 +359,7 @@ static rl_engine *engine_new(rl_error *err)
         rl_seterr(err, RL_ESYS, "cannot create eventfd: %s", strerror(errno));
         goto fail;
     }
+    rl_loop_init(e);
     if (getrandom(&e->rng, sizeof e->rng, 0) != (ssize_t)sizeof e->rng || !e->rng)
         e->rng = (uint64_t)rl_now_us() | 1;
     /* Signals go to the Python main thread, never to the engine. */
@@ -417,6 +377,7 @@ static rl_engine *engine_new(rl_error *err)
 fail:
     if (e->wake_fd >= 0)
         close(e->wake_fd);
+    rl_loop_close(e);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);
     pthread_mutex_destroy(&e->run_mu);
@@ -484,16 +445,13 @@ void rl_engine_destroy(void)
         free(c);
         c = n;
     }
-    rl_event *ev = e->ev_head;
-    while (ev) {
-        rl_event *n = ev->next;
-        free(ev->text);
-        free(ev);
-        ev = n;
-    }
+    rl_events_clear(e);
     rl_heap_free(&e->timers);
     free(e->drv_pfd);
     free(e->drv_conn);
+    rl_loop_close(e);          /* forgets its timer fds: before the fd table goes */
+    free(e->fds.v);
+    free(e->wakers.v);
     close(e->wake_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->ev_mu);

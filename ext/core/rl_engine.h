@@ -18,15 +18,21 @@ int rl_engine_post_quiet(rl_engine *eng, int op, rl_lease *l, rl_error *err);
 
 /* Engine thread only. */
 void rl_engine_deactivate(rl_engine *eng, rl_lease *l);
-void rl_engine_emit(rl_engine *eng, uint64_t lease_id, int kind, int64_t token,
+/* rl_events.c: queue an event of lease l for the binding (coalesced per
+ * lease: see there). */
+void rl_engine_emit(rl_engine *eng, rl_lease *l, int kind, int64_t token,
                     const char *text, size_t len);
 uint64_t rl_engine_rand(rl_engine *eng);
 int64_t rl_engine_jitter(rl_engine *eng, int64_t d);   /* d .. d*1.25 */
-void rl_engine_track_fd(rl_engine *eng, int fd);
+int rl_engine_track_fd(rl_engine *eng, int fd);   /* -1: out of memory */
 void rl_engine_forget_fd(rl_engine *eng, int fd);
 
 /* rl_loop.c: the loop. */
 void *rl_engine_main(void *arg);
+/* Create (at engine creation) and close (destroy, fork child) the loop's
+ * timerfds; without them the loop falls back to relative poll timeouts. */
+void rl_loop_init(rl_engine *eng);
+void rl_loop_close(rl_engine *eng);
 /* Run engine turns on the calling thread (which must not hold the GIL or
  * eng->mu) until done(arg) returns non-zero, `until` passes, or a signal
  * arrives -- but only if no one else is running the engine right now.
@@ -44,12 +50,17 @@ void rl_engine_wake(rl_engine *eng);
 /* Stop every lease (releasing held keys), then the thread; waits up to
  * timeout_us.  Returns 0 when the thread has ended. */
 int rl_engine_shutdown(int64_t timeout_us);
-/* Free an engine whose thread has ended (tests, leak checkers). */
+/* Free an engine whose thread has ended (tests, leak checkers); every
+ * lease must have been freed before. */
 void rl_engine_destroy(void);
 
 /* Events for the binding: 1 and *ev filled (caller frees ev->text with
  * free()), 0 on timeout, -1 if there is no engine. */
 int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);
+/* rl_events.c: a lease being freed leaves the event queue (any thread). */
+void rl_events_forget(rl_lease *l);
+/* Drop every undelivered event (rl_engine_destroy). */
+void rl_events_clear(rl_engine *eng);
 
 /* Something published changed: wake waiting threads and event loops.
  * eng->mu held. */
@@ -58,7 +69,8 @@ void rl_engine_notify(rl_engine *eng);
 int rl_engine_add_waker(int fd, rl_error *err);
 void rl_engine_remove_waker(int fd);
 
-/* Condition waits for API threads: wait on eng->cv for at most max_us. */
+/* Condition waits for API threads: wait on eng->cv for at most max_us (in
+ * fact at most a short slice: callers loop until their own deadline). */
 void rl_engine_timedwait(rl_engine *eng, int64_t max_us);   /* eng->mu held */
 
 #endif

@@ -14,7 +14,8 @@ enum rl_errkind {
     RL_EREDIS,   /* an error reply that retrying will not fix: RedisError */
     RL_ESTATE,   /* call not valid in this state: RedleaseError */
     RL_ENOMEM,   /* MemoryError */
-    RL_ESYS      /* OS resource failure (thread, eventfd): OSError */
+    RL_ESYS,     /* OS resource failure (thread, eventfd): OSError */
+    RL_EPERM     /* NOPERM, an ACL denial: PermissionError (a RedisError) */
 };
 
 typedef struct rl_error {

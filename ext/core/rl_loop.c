@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,14 +48,63 @@ static void turn_work(rl_engine *e)
     flush_writes(e);
 }
 
-/* Builds the poll set: the wake-up eventfd, then every socket hiredis wants
- * polled.  Returns its size (0 on OOM). */
-static size_t build_poll(rl_engine *e, struct pollfd **pfd, rl_conn ***pconn, size_t *cap)
+/* ---- timers that count a freeze ----
+ * ppoll's timeout is relative and on CLOCK_MONOTONIC: a process stopped
+ * (SIGSTOP) or suspended in the middle resumes the wait with the time it
+ * had left, so a lease deadline that passed meanwhile would be acted on
+ * that much late.  A timerfd on the engine's clock armed at the absolute
+ * time of the next timer is in every poll set, and fires at once then. */
+
+void rl_loop_init(rl_engine *e)
+{
+    int *fds[2] = {&e->tfd_eng, &e->tfd_drv};
+    for (int i = 0; i < 2; i++) {
+        *fds[i] = timerfd_create(RL_CLOCK, TFD_NONBLOCK | TFD_CLOEXEC);
+        /* On failure (-1) poll ignores the entry: relative timeouts only. */
+        if (*fds[i] >= 0)
+            rl_engine_track_fd(e, *fds[i]);    /* closed in a fork child */
+    }
+}
+
+void rl_loop_close(rl_engine *e)
+{
+    int *fds[2] = {&e->tfd_eng, &e->tfd_drv};
+    for (int i = 0; i < 2; i++) {
+        if (*fds[i] >= 0) {
+            rl_engine_forget_fd(e, *fds[i]);
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+    }
+}
+
+/* Arms tfd to fire at `when` (RL_CLOCK, µs); a time already past fires at once. */
+static void arm_timer(int tfd, int64_t when)
+{
+    if (tfd < 0)
+        return;
+    if (when < 1)
+        when = 1;    /* all zero would disarm it */
+    struct itimerspec its = {.it_value = {(time_t)(when / 1000000), (long)(when % 1000000) * 1000}};
+    if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+        /* cannot happen with a valid fd and time; the relative timeout still holds */
+    }
+}
+
+/* The poll set starts with these two entries, then the sockets. */
+#define POLL_WAKE 0
+#define POLL_TIMER 1
+#define POLL_FIXED 2
+
+/* Builds the poll set: the wake-up eventfd, the timerfd tfd (-1: none, an
+ * entry poll ignores), then every socket hiredis wants polled.  Returns
+ * its size (0 on OOM). */
+static size_t build_poll(rl_engine *e, int tfd, struct pollfd **pfd, rl_conn ***pconn, size_t *cap)
 {
     size_t neps = 0;
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
         neps++;
-    if (2 * neps + 1 > *cap) {
+    if (2 * neps + POLL_FIXED > *cap) {
         size_t ncap = 2 * neps + 16;
         struct pollfd *np = realloc(*pfd, ncap * sizeof *np);
         if (np)
@@ -70,6 +120,10 @@ static size_t build_poll(rl_engine *e, struct pollfd **pfd, rl_conn ***pconn, si
     (*pfd)[n].fd = e->wake_fd;
     (*pfd)[n].events = POLLIN;
     (*pconn)[n++] = NULL;
+    (*pfd)[n].fd = tfd;
+    (*pfd)[n].events = POLLIN;
+    (*pfd)[n].revents = 0;
+    (*pconn)[n++] = NULL;
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
         rl_conn *cs[2] = {&ep->cmd, &ep->sub};
         for (int i = 0; i < 2; i++) {
@@ -83,24 +137,33 @@ static size_t build_poll(rl_engine *e, struct pollfd **pfd, rl_conn ***pconn, si
     return n;
 }
 
+/* What the sockets of a poll set are (the fixed entries do not count). */
 static uint64_t poll_sig(const struct pollfd *pfd, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = POLL_FIXED; i < n; i++) {
         h = (h ^ (uint64_t)(unsigned)pfd[i].fd) * 1099511628211ULL;
         h = (h ^ (uint64_t)(unsigned short)pfd[i].events) * 1099511628211ULL;
     }
     return h;
 }
 
-static void handle_ready(rl_engine *e, struct pollfd *pfd, rl_conn **pconn, size_t n)
+/* Empties the wake-up eventfd and the timerfd if poll saw them ready. */
+static void clear_fixed(struct pollfd *pfd)
 {
-    if (pfd[0].revents) {
-        uint64_t v;
-        ssize_t r = read(e->wake_fd, &v, sizeof v);
-        (void)r;
+    for (int i = POLL_WAKE; i <= POLL_TIMER; i++) {
+        if (pfd[i].fd >= 0 && pfd[i].revents) {
+            uint64_t v;
+            ssize_t r = read(pfd[i].fd, &v, sizeof v);
+            (void)r;   /* EAGAIN: already empty */
+        }
     }
-    for (size_t i = 1; i < n; i++) {
+}
+
+static void handle_ready(struct pollfd *pfd, rl_conn **pconn, size_t n)
+{
+    clear_fixed(pfd);
+    for (size_t i = POLL_FIXED; i < n; i++) {
         /* An earlier handler may have closed this connection, or a new
          * socket may have taken its place: check it is still the same. */
         if (pfd[i].revents && pconn[i]->fd == pfd[i].fd)
@@ -160,10 +223,11 @@ void *rl_engine_main(void *arg)
             if (e->nactive == 0 || now >= drain_until)
                 break;
         }
-        size_t n = build_poll(e, &pfd, &pconn, &cap);
+        size_t n = build_poll(e, e->tfd_eng, &pfd, &pconn, &cap);
         int64_t wait_us = next_wait(e, now, RL_MAX_POLL_US);
         if (e->draining && drain_until - now < wait_us)
             wait_us = drain_until > now ? drain_until - now : 0;
+        arm_timer(e->tfd_eng, now + wait_us);
         unsigned turns = e->turns;
         e->eng_polling = 1;
         e->eng_poll_until = rl_now_us() + wait_us;
@@ -178,14 +242,10 @@ void *rl_engine_main(void *arg)
         if (turns != e->turns) {
             /* Someone else ran the loop meanwhile: these results may name
              * sockets that are gone.  Poll afresh (level-triggered). */
-            if (pfd[0].revents) {
-                uint64_t v;
-                ssize_t r = read(e->wake_fd, &v, sizeof v);
-                (void)r;
-            }
+            clear_fixed(pfd);
             continue;
         }
-        handle_ready(e, pfd, pconn, n);
+        handle_ready(pfd, pconn, n);
     }
 
     /* Drained (or out of time): close every endpoint. */
@@ -234,7 +294,7 @@ static int engine_needs_wake(rl_engine *e)
         return 1;
     if (!e->eng_polling)
         return 0;      /* it is between polls and will look afresh */
-    size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
+    size_t n = build_poll(e, -1, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
     rl_timer *t = rl_heap_peek(&e->timers);
     return !n || poll_sig(e->drv_pfd, n) != e->eng_poll_sig || (t && t->when < e->eng_poll_until);
 }
@@ -274,14 +334,16 @@ int rl_engine_drive(rl_engine *e, int (*done)(void *arg), void *arg, int64_t unt
         int64_t now = rl_now_us();
         if (now >= until)
             break;
-        size_t n = build_poll(e, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
+        size_t n = build_poll(e, e->tfd_drv, &e->drv_pfd, &e->drv_conn, &e->drv_cap);
         if (!n)
             break;
-        int rc = do_poll(e->drv_pfd, n, next_wait(e, now, until - now));
+        int64_t wait_us = next_wait(e, now, until - now);
+        arm_timer(e->tfd_drv, now + wait_us);
+        int rc = do_poll(e->drv_pfd, n, wait_us);
         if (rc < 0 && errno == EINTR)
             break;           /* let the caller look at its signals */
         if (rc > 0)
-            handle_ready(e, e->drv_pfd, e->drv_conn, n);
+            handle_ready(e->drv_pfd, e->drv_conn, n);
     }
     e->turns++;
     int wake = engine_needs_wake(e);

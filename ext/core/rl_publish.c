@@ -38,7 +38,7 @@ static int wanted(const rl_lease *l, int kind, const char *text)
 void rl_pub_emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len)
 {
     if (wanted(l, kind, text))
-        rl_engine_emit(rl_lease_eng(l), l->id, kind, token, text, len);
+        rl_engine_emit(rl_lease_eng(l), l, kind, token, text, len);
 }
 
 void rl_pub_leader(rl_lease *l, const char *id, size_t len)

@@ -11,6 +11,7 @@
 #include "rl_endpoint.h"
 #include "rl_engine.h"
 #include "rl_error.h"
+#include "rl_map.h"
 #include "rl_scripts.h"
 
 #define RL_WATCH_GRACE_US 20000
@@ -67,10 +68,10 @@ static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
         rl_pub_leader_cause(l, NULL, 0, early ? RL_WATCH_RELEASED : RL_WATCH_EXPIRED, 0);
     }
     l->watch_gone = 0;
-    l->watch_expiry = holder && pttl >= 0 ? now + (int64_t)pttl * 1000 : 0;
+    l->watch_expiry = holder && pttl >= 0 ? now + rl_pttl_us(pttl) : 0;
     int64_t d = l->retry_us;
-    if (holder && pttl >= 0 && (int64_t)pttl * 1000 + 1000 < d)
-        d = (int64_t)pttl * 1000 + 1000;   /* look again right after it expires */
+    if (holder && pttl >= 0 && rl_pttl_us(pttl) + 1000 < d)
+        d = rl_pttl_us(pttl) + 1000;       /* look again right after it expires */
     rl_act_at(l, now + d);
 }
 
@@ -124,6 +125,46 @@ void rl_query_publish(rl_lease *l, int errkind, const char *err, const redisRepl
     pthread_mutex_unlock(&eng->mu);
 }
 
+static void sub_forget(void *v, void *arg)
+{
+    rl_keyent *k = v;
+    (void)arg;
+    k->sub = RL_SUB_NONE;
+    k->resub = 0;
+}
+
+/* A query is over (answered or failed) and nobody wants another: a lease
+ * attached only for it lets go of its endpoint.  If that leaves the endpoint
+ * unused after a connection failure, its connections are closed and do not
+ * reconnect: nothing waits on a server that cannot be reached (the next
+ * lease to attach connects again).  An endpoint that answered keeps its
+ * connections for the next query until the idle sweep.  1 if l was
+ * deactivated: it may be gone. */
+static int query_over(rl_lease *l, int conn_failed)
+{
+    if (l->q_wanted || l->q_inflight || !l->q_temp || l->phase != RL_L_IDLE)
+        return 0;
+    rl_engine *eng = rl_lease_eng(l);
+    rl_endpoint *ep = l->ep;
+    l->q_temp = 0;
+    rl_endpoint_detach(l);
+    if (ep && ep->nleases == 0) {
+        if (conn_failed) {
+            if (ep->cmd.pending == 0)    /* no reply owed to anyone */
+                rl_conn_close(&ep->cmd);
+            rl_conn_close(&ep->sub);
+            rl_map_each(&ep->keys, sub_forget, NULL);
+        } else {
+            if (ep->cmd.state == RL_C_DOWN)
+                rl_heap_cancel(&eng->timers, &ep->cmd.timer);
+            if (ep->sub.state == RL_C_DOWN)
+                rl_heap_cancel(&eng->timers, &ep->sub.timer);
+        }
+    }
+    rl_engine_deactivate(eng, l);   /* may drop the last reference */
+    return 1;
+}
+
 static void query_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
@@ -139,15 +180,23 @@ static void query_reply(redisAsyncContext *ac, void *r, void *priv)
     } else {
         rl_query_publish(l, 0, NULL, reply);
     }
-    if (l->q_wanted) {
+    if (l->q_wanted)
         rl_query_send_pending(l);
-    } else if (l->q_temp && l->phase == RL_L_IDLE) {
-        l->q_temp = 0;
-        rl_endpoint_detach(l);
-        rl_engine_deactivate(rl_lease_eng(l), l);   /* may drop the last reference */
+    else if (query_over(l, !reply))
         return;
-    }
     rl_maybe_finish_stop(l);
+}
+
+/* The command connection went down or could not come up: a query waiting
+ * to be sent fails now, instead of waiting through reconnects.  May drop
+ * the last reference to l (call it last). */
+void rl_query_conn_down(rl_lease *l, const char *why, int fatal_kind)
+{
+    if (!l->q_wanted || l->q_inflight)
+        return;
+    l->q_wanted = 0;
+    rl_query_publish(l, fatal_kind ? fatal_kind : RL_ECONN, why, NULL);
+    query_over(l, 1);
 }
 
 void rl_query_send_pending(rl_lease *l)
@@ -174,6 +223,6 @@ void rl_campaign_query(rl_engine *eng, rl_lease *l)
     l->q_wanted = 1;
     rl_query_send_pending(l);
     if (!l->q_inflight && l->ep->cmd.state == RL_C_DOWN && l->ep->fatal_kind)
-        rl_query_publish(l, l->ep->fatal_kind, l->ep->fatal_msg, NULL);
+        rl_query_conn_down(l, l->ep->fatal_msg, l->ep->fatal_kind);
 }
 

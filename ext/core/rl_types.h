@@ -77,6 +77,40 @@ struct rl_keyent {
     int idle_marks;
 };
 
+/* ---- events for the Python side ---- */
+enum { RL_EV_ELECTED = 1, RL_EV_REVOKED, RL_EV_LEADER, RL_EV_ERROR, RL_EV_RECOVERED };
+
+/* One event as handed to the binding (rl_engine_next_event). */
+typedef struct rl_event {
+    uint64_t lease_id;
+    int kind;
+    int64_t token;
+    char *text;      /* NULL or malloc'd, NUL-terminated */
+    size_t textlen;
+} rl_event;
+
+/* A lease's undelivered events, in order, under eng->ev_mu (rl_events.c).
+ * When the box is full it is compacted: the latest leader change, the
+ * latest error and recovery, and at most two terms -- a loss is merged into
+ * the loss before it, never dropped.  A lease with events is on the
+ * engine's event queue once, so the queue is bounded by the number of
+ * leases. */
+typedef struct rl_evslot {
+    int64_t token;
+    char *text;      /* NULL or malloc'd, NUL-terminated */
+    uint32_t textlen;
+    int kind;
+} rl_evslot;
+
+#define RL_EVBOX_SLOTS 16
+
+typedef struct rl_evbox {
+    rl_evslot ev[RL_EVBOX_SLOTS];
+    int n;
+    int queued;                        /* on eng's queue (evq_*) */
+    rl_lease *q_prev, *q_next;
+} rl_evbox;
+
 /* ---- a lease (one node or lock) ---- */
 enum { RL_L_IDLE, RL_L_CAMPAIGN, RL_L_LEADING, RL_L_STOPPING };        /* engine */
 enum { RL_P_IDLE, RL_P_RUNNING, RL_P_STOPPING, RL_P_STOPPED };          /* published */
@@ -121,6 +155,8 @@ struct rl_lease {
     uint64_t stops_posted, stops_done;
     uint64_t resigns_posted, resigns_done;
     int try_once;                      /* lock mode: one attempt only (set before START) */
+    int rel_answer;                    /* lock mode: the latest release script's answer: 0 none,
+                                        * 1 deleted our term, 2 not ours, 3 no answer */
     /* status query results */
     uint64_t q_seq;                    /* completed queries */
     int q_errkind;                     /* 0 or rl_errkind of the last query */
@@ -164,19 +200,11 @@ struct rl_lease {
     unsigned watch_notices_sent;       /* ... when the status query went out */
     int64_t watch_expiry;              /* when the holder's key expires if not renewed */
     int watch_gone;                    /* key seen gone without a notice: look once more */
+
+    /* under eng->ev_mu */
+    rl_evbox evbox;
 };
 
-/* ---- events for the Python side ---- */
-enum { RL_EV_ELECTED = 1, RL_EV_REVOKED, RL_EV_LEADER, RL_EV_ERROR, RL_EV_RECOVERED };
-
-typedef struct rl_event {
-    struct rl_event *next;
-    uint64_t lease_id;
-    int kind;
-    int64_t token;
-    char *text;      /* NULL or malloc'd, NUL-terminated */
-    size_t textlen;
-} rl_event;
 
 /* ---- commands from API threads ---- */
 enum { RL_CMD_START = 1, RL_CMD_STOP, RL_CMD_RESIGN, RL_CMD_SHUTDOWN, RL_CMD_QUERY };
@@ -187,7 +215,11 @@ typedef struct rl_cmd {
     rl_lease *lease;  /* holds a reference */
 } rl_cmd;
 
-#define RL_MAX_FDS 4096
+/* A growable set of fds (unordered). */
+typedef struct rl_fdvec {
+    int *v;
+    size_t n, cap;
+} rl_fdvec;
 
 struct rl_engine {
     /* run_mu: held by whoever runs the engine loop -- the engine thread, or
@@ -207,21 +239,26 @@ struct rl_engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* broadcast when anything published changes */
     int wake_fd;                  /* eventfd: wakes the engine thread */
+    /* timerfds on RL_CLOCK (CLOCK_BOOTTIME), armed at the absolute time of
+     * the next timer before each poll, so a freeze (SIGSTOP, suspend) does
+     * not leave a poll sleeping out its relative timeout: one for the
+     * engine thread, one for whoever drives under run_mu.  -1: none
+     * (relative timeouts only). */
+    int tfd_eng, tfd_drv;
     pthread_t thread;
     int thread_started;
     int quit;                     /* under mu */
     int shutdown;                 /* under mu: no more starts */
     rl_cmd *cmd_head, *cmd_tail;  /* under mu */
-    int fds[RL_MAX_FDS];          /* sockets open, under mu: closed in a fork child */
-    int nfds;
-    int wakers[64];               /* under mu: fds written on every notify (asyncio loops) */
-    int nwakers;
+    rl_fdvec fds;                 /* sockets open, under mu: closed in a fork child */
+    rl_fdvec wakers;              /* under mu: fds written on every notify (asyncio loops) */
 
     /* events (their own lock, so the dispatcher never waits for mu) */
     pthread_mutex_t ev_mu;
     pthread_cond_t ev_cv;
-    rl_event *ev_head, *ev_tail;
-    size_t ev_len, ev_dropped;
+    rl_lease *evq_head, *evq_tail;  /* leases with undelivered events (evbox) */
+    size_t ev_len;                /* leases on that queue */
+    size_t ev_dropped;            /* events lost to out-of-memory */
 
     /* engine thread only */
     rl_heap timers;

@@ -13,13 +13,17 @@ from . import _redlease as _c
 _wakers = weakref.WeakKeyDictionary()   # loop -> _Waker
 
 
-def _release_fds(rfd, wfd):
-    _c._remove_waker(wfd)
+def _close_fds(rfd, wfd):
     for fd in {rfd, wfd}:
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def _release_fds(rfd, wfd):
+    _c._remove_waker(wfd)
+    _close_fds(rfd, wfd)
 
 
 class _Waker:
@@ -32,8 +36,16 @@ class _Waker:
             os.set_blocking(self.rfd, False)
             os.set_blocking(self.wfd, False)
         self.waiters = set()
-        _c._add_waker(self.wfd)
-        loop.add_reader(self.rfd, self._ready)
+        try:
+            _c._add_waker(self.wfd)
+        except BaseException:
+            _close_fds(self.rfd, self.wfd)
+            raise
+        try:
+            loop.add_reader(self.rfd, self._ready)
+        except BaseException:
+            _release_fds(self.rfd, self.wfd)
+            raise
         # When the loop goes away, so do our fd and its registration.
         self._finalizer = weakref.finalize(loop, _release_fds, self.rfd, self.wfd)
 

@@ -156,6 +156,8 @@ class Show:
                 self.say("%s sees leader %s" % (name, e.get("leader")), t)
         elif ev == "error":
             self.say("%s last_error: %s" % (name, e["error"]), t)
+        elif ev == "fatal":
+            self.say("%s gave up: %s" % (name, e["error"]), t)
         elif ev == "exit":
             self._end_term(name, t)
             rc = self.exited[name] = e["rc"]
@@ -194,6 +196,8 @@ class Show:
             self.handle(e)
             if pred(e):
                 return e
+            if e["ev"] == "fatal":
+                raise DemoError("%s: %s" % (e["node"], e["error"]))
             if e["ev"] == "exit" and e["rc"] not in (0, -signal.SIGKILL):
                 raise DemoError("%s exited with code %s (see its output above)"
                                 % (e["node"], e["rc"]))

@@ -58,6 +58,7 @@ def run_node(url, key, name, ttl):
     emit("started", pid=os.getpid())
 
     leading, seen_leader, seen_error = False, None, None
+    exit_code = 0
     try:
         while not stop.is_set():
             if leading:
@@ -81,6 +82,10 @@ def run_node(url, key, name, ttl):
                 seen_error = err
                 if err:
                     emit("error", t=t, error=err)
+    except redlease.RedleaseError as exc:
+        # What waiting cannot fix (wrong password, ACL, bad db): say so, exit 1.
+        emit("fatal", t=now(), error=_err(str(exc)))
+        exit_code = 1
     finally:
         emit("stopping", leader=node.is_leader)
         t = now()
@@ -88,7 +93,7 @@ def run_node(url, key, name, ttl):
         emit("stopped", took=now() - t)
         # Leave at once: nothing is left to clean up, and the stdin watcher
         # (a daemon thread) cannot trip interpreter shutdown.
-        os._exit(0)
+        os._exit(exit_code)
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from .cli import EXIT_INTERRUPTED, EXIT_OK, CliError, error_message, resolve_url
+from .cli import EXIT_INTERRUPTED, EXIT_OK, CliError, error_message, printable, resolve_url
 
 
 class _Terminated(Exception):
@@ -23,9 +23,9 @@ def format_event(t, kind, holder, previous, as_json=False):
     if as_json:
         return json.dumps({"time": round(t, 6), "event": kind, "holder": holder,
                            "previous": previous})
-    line = "%s %-8s holder=%s" % (format_time(t), kind, "-" if holder is None else holder)
+    line = "%s %-8s holder=%s" % (format_time(t), kind, "-" if holder is None else printable(holder))
     if previous is not None and previous != holder:
-        line += " previous=%s" % previous
+        line += " previous=%s" % printable(previous)
     return line
 
 

@@ -1,5 +1,6 @@
 """DistributionNode: leader election on one Redis key."""
 import logging
+import signal
 import threading
 
 from . import _aio
@@ -31,6 +32,13 @@ class Lease:
         """True while the owner still leads in this same term (no I/O)."""
         return self._owner.token == self.token
 
+    @property
+    def remaining(self):
+        """Seconds left of this term's local deadline (0.0 once it is over):
+        code that blocks should not start what cannot finish in it."""
+        left = self._owner.lease_remaining
+        return left if self._owner.token == self.token else 0.0
+
     def check(self):
         """Raise LeadershipLost unless the lease is still valid."""
         if self._owner.token != self.token:
@@ -44,12 +52,45 @@ class Lease:
 class _Block:
     """A running ``with node.leadership(interrupt=True)`` block."""
 
-    __slots__ = ("thread_id", "token", "sent")
+    __slots__ = ("thread_id", "token", "sent", "reason", "main")
 
-    def __init__(self, thread_id, token):
+    def __init__(self, thread_id, token, main):
         self.thread_id = thread_id
         self.token = token
         self.sent = False
+        self.reason = None
+        self.main = main           # runs in the main thread: a signal wakes it
+
+
+# A block in the main thread that sits in time.sleep() or a blocking socket
+# call sees the LeadershipLost sent to it only when that call returns; a
+# signal makes the call return (EINTR), its Python handler runs, and the
+# pending exception is raised there.  Taken only if nobody else uses it.
+_WAKE_SIG = getattr(signal, "SIGRTMIN", None)
+if _WAKE_SIG is not None:
+    _WAKE_SIG += 7
+_wake_sig_ready = []
+
+
+def _wake_handler(signum, frame):   # the pending LeadershipLost raises here
+    pass
+
+
+def _ensure_wake_signal():
+    """Main thread only: install the no-op handler of the wake signal once,
+    if the signal is unused.  True if it can be sent."""
+    if _wake_sig_ready:
+        return _wake_sig_ready[0]
+    ok = False
+    if _WAKE_SIG is not None:
+        try:
+            if signal.getsignal(_WAKE_SIG) in (signal.SIG_DFL, None):
+                signal.signal(_WAKE_SIG, _wake_handler)
+            ok = signal.getsignal(_WAKE_SIG) is _wake_handler
+        except (ValueError, OSError, RuntimeError):
+            ok = False
+    _wake_sig_ready.append(ok)
+    return ok
 
 
 # The message of the cancellation that interrupts an async block after a
@@ -130,7 +171,8 @@ class _Leadership:
                 node.stop()
             raise
         if self._interrupt:
-            blk = _Block(threading.get_ident(), lease.token)
+            main = threading.current_thread() is threading.main_thread() and _ensure_wake_signal()
+            blk = _Block(threading.get_ident(), lease.token, main)
             with node._block_lock:
                 node._blocks.append(blk)
             self._block = blk
@@ -171,8 +213,15 @@ class _Leadership:
             node.resign()
 
     def __exit__(self, exc_type, exc, tb):
+        blk = self._block
         self._end_block()
         self._cleanup()
+        if (blk is not None and blk.sent and exc_type is LeadershipLost
+                and exc is not None and not exc.args):
+            # The interrupt arrives as the bare class: say what was lost and why.
+            raise LeadershipLost("leadership of %r (token %d) was lost inside the block: %s"
+                                 % (self._node.key, blk.token, blk.reason or "lost")
+                                 ).with_traceback(tb) from None
         return False
 
     # ---- async with ----
@@ -280,6 +329,48 @@ class DistributionNode(_c.LeaseBase):
         """
         return _Leadership(self, timeout, interrupt)
 
+    def run_as_leader(self, work, *args, **kwargs):
+        """Run ``work(lease, *args, **kwargs)`` each time this node leads, until
+        it returns; return its value.
+
+        Starts the node if needed and waits to lead.  If leadership is lost
+        while ``work`` runs (``LeadershipLost``), it campaigns again and runs
+        ``work`` again in the next term.  If ``work`` raises anything else, the
+        node resigns at once (a healthy peer takes over) and the exception
+        propagates.  When it returns or raises, a node it started is stopped
+        (its lease released), so a dead worker never keeps the key."""
+        started_here = self._phase != _c.PHASE_RUNNING
+        if started_here:
+            self.start()
+        try:
+            while True:
+                try:
+                    with self.leadership() as lease:
+                        return work(lease, *args, **kwargs)
+                except LeadershipLost:
+                    continue
+        finally:
+            if started_here:
+                self.stop()
+
+    async def run_as_leader_async(self, work, *args, **kwargs):
+        """``await work(lease, *args, **kwargs)`` each time this node leads:
+        the asyncio form of run_as_leader (same rules).  Cancelling the task
+        that runs it stops the node it started, releasing the lease."""
+        started_here = self._phase != _c.PHASE_RUNNING
+        if started_here:
+            self.start()
+        try:
+            while True:
+                try:
+                    async with self.leadership() as lease:
+                        return await work(lease, *args, **kwargs)
+                except LeadershipLost:
+                    continue
+        finally:
+            if started_here:
+                await self.stop_async()
+
     async def wait_for_leadership_async(self, timeout=None):
         """Like wait_for_leadership, without blocking the event loop."""
         if timeout is not None and not timeout >= 0:
@@ -338,7 +429,7 @@ class DistributionNode(_c.LeaseBase):
         elif kind == _c.EV_REVOKED:
             log.info("leadership ended: key=%r node=%s token=%d reason=%s",
                      self.key, self.node_id, token, text)
-            self._interrupt_blocks(token)
+            self._interrupt_blocks(token, text)
             self._call(self.on_revoked, text)
         elif kind == _c.EV_LEADER:
             self._call(self.on_leader_change, text)
@@ -347,14 +438,23 @@ class DistributionNode(_c.LeaseBase):
         elif kind == _c.EV_RECOVERED:
             log.info("key=%r node=%s: recovered", self.key, self.node_id)
 
-    def _interrupt_blocks(self, token):
+    def _interrupt_blocks(self, token, reason=None):
+        # A loss event may stand for several terms that ended while the
+        # dispatcher was busy (it carries the latest one's token): every
+        # block of a term up to that one is over.
         with self._block_lock:
             for blk in self._blocks:
-                if blk.token == token and not blk.sent:
+                if blk.token <= token and not blk.sent:
                     blk.sent = True
+                    blk.reason = reason
                     _c._set_async_exc(blk.thread_id, LeadershipLost)
+                    if blk.main:
+                        try:
+                            signal.pthread_kill(blk.thread_id, _WAKE_SIG)
+                        except (OSError, ValueError):
+                            pass
             for ablk in self._ablocks:
-                if ablk.token == token:
+                if ablk.token <= token:
                     try:
                         ablk.loop.call_soon_threadsafe(ablk.cancel)
                     except RuntimeError:   # the loop is closed

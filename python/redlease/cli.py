@@ -166,9 +166,22 @@ def positive_int(text):
 # --------------------------------------------------------------------------
 # status
 # --------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+def printable(text):
+    """``text`` with control characters (and backslashes) escaped, so a key or
+    node_id cannot forge a line or move the cursor: a newline prints as \\n."""
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def format_status(st):
     """The one-line, human form of a key_status() dict."""
-    key, holder, token = st.get("key"), st.get("holder"), st.get("token")
+    key, holder, token = printable(st.get("key")), printable(st.get("holder")), st.get("token")
     if holder is not None:
         ttl = st.get("ttl")
         left = "%.3f s left" % ttl if ttl is not None else "no expiry set"

@@ -4,7 +4,9 @@ Usage: python node_worker.py CONFIG_JSON
 
 CONFIG_JSON keys: url, key (str) or key_hex (bytes as hex), ttl, and optional
 renew_interval, retry_interval, node_id, connect_timeout, command_timeout,
-autostart (default true), sample_interval (default 0.003).
+autostart (default true), sample_interval (default 0.003), waiter_key (a second
+node on that key, and a thread that waits for it to lead: while that key is
+held by someone else, that thread runs the engine loop in its waits).
 
 Every event is one JSON line on stdout with "ev", "pid" and "t" (CLOCK_BOOTTIME,
 system wide, so comparable between processes):
@@ -166,6 +168,15 @@ def main():
     sampler.start()
     if cfg.get("autostart", True):
         node.start()
+    if "waiter_key" in cfg:
+        waiter = redlease.DistributionNode(cfg["url"], cfg["waiter_key"], ttl=ttl)
+        waiter.start()
+
+        def wait_forever():
+            while not waiter.wait_for_leadership(3600):
+                pass
+
+        threading.Thread(target=wait_forever, name="worker-waiter", daemon=True).start()
 
     def status():
         emit("status", is_leader=node.is_leader, token=node.token, leader=node.leader,
