@@ -379,15 +379,15 @@ static PyObject *Lease_reduce(PyObject *self, PyObject *unused)
 
 static PyMethodDef Lease_methods[] = {
     {"start", (PyCFunction)Lease_start, METH_NOARGS,
-     "start()\n--\n\nBegin campaigning in the background; returns at once."},
+     "start($self)\n--\n\nBegin campaigning in the background; returns at once."},
     {"stop", (PyCFunction)Lease_stop, METH_NOARGS,
-     "stop()\n--\n\nStop campaigning, release the lease if held, and return when the engine is "
+     "stop($self)\n--\n\nStop campaigning, release the lease if held, and return when the engine is "
      "done with this object. Idempotent."},
     {"resign", (PyCFunction)Lease_resign, METH_NOARGS,
-     "resign()\n--\n\nRelease now if leading; keep campaigning, but give peers retry_interval "
+     "resign($self)\n--\n\nRelease now if leading; keep campaigning, but give peers retry_interval "
      "to take over first."},
     {"wait_for_leadership", (PyCFunction)(void (*)(void))Lease_wait, METH_VARARGS | METH_KEYWORDS,
-     "wait_for_leadership(timeout=None)\n--\n\nBlock (GIL released) until this object leads; "
+     "wait_for_leadership($self, timeout=None)\n--\n\nBlock (GIL released) until this object leads; "
      "False on timeout."},
     {"_lock_acquire", (PyCFunction)Lease_lock_acquire, METH_O, NULL},
     {"_lock_begin", (PyCFunction)Lease_lock_begin, METH_O, NULL},

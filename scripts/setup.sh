@@ -97,6 +97,15 @@ else
     "$VPY" -m pip install -q pytest
 fi
 
+# mypy checks the stubs against the runtime and a typed user script
+# (tests/test_typing.py; skipped without it).
+if "$VPY" -c 'import mypy' >/dev/null 2>&1; then
+    log "mypy present"
+else
+    log "running: pip install mypy (for the typing tests)"
+    "$VPY" -m pip install -q mypy || log "mypy not installed; the typing tests will be skipped"
+fi
+
 # uvloop lets the asyncio tests also run on uvloop; they skip those cases
 # without it, so a failed install is not fatal.
 if "$VPY" -c 'import uvloop' >/dev/null 2>&1; then

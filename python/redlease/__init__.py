@@ -3,6 +3,8 @@
 One C engine thread per process keeps every lease (hiredis, poll loop) and
 never takes the GIL; ``node.is_leader`` is a memory read.
 """
+import typing as _typing
+
 from . import _redlease
 from ._redlease import (
     AuthenticationError,
@@ -21,6 +23,9 @@ from ._dispatch import engine_stats
 
 __version__ = "0.1.0"
 
+#: What a key argument may be (a str is encoded as UTF-8).
+Key = _typing.Union[str, bytes]
+
 __all__ = [
     "DistributionNode",
     "Lock",
@@ -32,6 +37,7 @@ __all__ = [
     "PermissionError",
     "RedisError",
     "LockNotOwnedError",
+    "Key",
     "Watch",
     "key_status",
     "engine_stats",

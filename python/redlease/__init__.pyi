@@ -1,5 +1,5 @@
 import types
-from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 
 from ._redlease import (
     AuthenticationError as AuthenticationError,
@@ -13,6 +13,24 @@ from ._redlease import (
 )
 
 __version__: str
+__all__ = [
+    "DistributionNode",
+    "Lock",
+    "Lease",
+    "RedleaseError",
+    "LeadershipLost",
+    "ConnectionError",
+    "AuthenticationError",
+    "PermissionError",
+    "RedisError",
+    "LockNotOwnedError",
+    "Key",
+    "Watch",
+    "key_status",
+    "engine_stats",
+    "hiredis_version",
+    "__version__",
+]
 hiredis_version: Tuple[int, int, int]
 
 Key = Union[str, bytes]
@@ -20,6 +38,7 @@ _T = TypeVar("_T")
 
 class Lease:
     token: int
+    def __init__(self, owner: Any, token: int) -> None: ...
     @property
     def valid(self) -> bool: ...
     @property
@@ -62,9 +81,11 @@ class DistributionNode(LeaseBase):
     async def resign_async(self) -> None: ...
     def stats(self) -> Dict[str, float]: ...
     def __enter__(self) -> "DistributionNode": ...
-    def __exit__(self, *exc: Any) -> bool: ...
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[types.TracebackType]) -> bool: ...
     async def __aenter__(self) -> "DistributionNode": ...
-    async def __aexit__(self, *exc: Any) -> bool: ...
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[types.TracebackType]) -> bool: ...
 
 class Lock:
     """No start/stop/resign/wait_for_leadership/is_leader: lock methods only."""
@@ -110,9 +131,11 @@ class Lock:
     async def release_async(self) -> None: ...
     def stats(self) -> Dict[str, float]: ...
     def __enter__(self) -> "Lock": ...
-    def __exit__(self, *exc: Any) -> bool: ...
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[types.TracebackType]) -> bool: ...
     async def __aenter__(self) -> "Lock": ...
-    async def __aexit__(self, *exc: Any) -> bool: ...
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                        tb: Optional[types.TracebackType]) -> bool: ...
 
 class Watch(LeaseBase):
     on_change: Optional[Callable[[str, Optional[str]], Any]]
@@ -127,7 +150,8 @@ class Watch(LeaseBase):
         command_timeout: float = ...,
     ) -> None: ...
     def __enter__(self) -> "Watch": ...
-    def __exit__(self, *exc: Any) -> bool: ...
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[types.TracebackType]) -> bool: ...
 
 def key_status(url: str, key: Key, *, timeout: float = ..., connect_timeout: float = ...,
                command_timeout: float = ...) -> Dict[str, Any]: ...

@@ -3,6 +3,7 @@ from typing import Dict, Optional, Tuple, Union
 
 hiredis_version: Tuple[int, int, int]
 HAS_TLS: int
+LEASE_STATE_BYTES: int
 SCRIPTS: Dict[str, str]
 
 EV_ELECTED: int
