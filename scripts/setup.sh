@@ -106,6 +106,16 @@ else
     "$VPY" -m pip install -q mypy || log "mypy not installed; the typing tests will be skipped"
 fi
 
+# README's recipes are run by tests/test_recipes.py: FastAPI + uvicorn, Celery
+# (with its Redis transport).  Without them those recipes are skipped.
+if "$VPY" -c 'import fastapi, uvicorn, celery, redis' >/dev/null 2>&1; then
+    log "fastapi, uvicorn, celery present"
+else
+    log "running: pip install fastapi uvicorn celery[redis] (for the README recipe tests)"
+    "$VPY" -m pip install -q fastapi uvicorn "celery[redis]" \
+        || log "recipe dependencies not installed; those recipe tests will be skipped"
+fi
+
 # uvloop lets the asyncio tests also run on uvloop; they skip those cases
 # without it, so a failed install is not fatal.
 if "$VPY" -c 'import uvloop' >/dev/null 2>&1; then

@@ -447,7 +447,11 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt)
     unsigned n = 0;
     pthread_mutex_lock(&e->mu);
     out->phase = l->pub_phase;
-    if (l->leader && (out->leader = malloc(l->leaderlen + 1))) {
+    /* Never "this node" once it does not lead: the deadline is a clock
+     * read, the engine's step-down (which clears it) may come a moment later. */
+    int self_stale = l->leader && l->leaderlen == l->idlen &&
+                     memcmp(l->leader, l->node_id, l->idlen) == 0 && !rl_lease_is_leader(l);
+    if (l->leader && !self_stale && (out->leader = malloc(l->leaderlen + 1))) {
         memcpy(out->leader, l->leader, l->leaderlen + 1);
         out->leaderlen = l->leaderlen;
     }
