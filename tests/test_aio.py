@@ -7,6 +7,7 @@ happened within a generous bound.
 from __future__ import annotations
 
 import asyncio
+import random
 import gc
 import os
 import signal
@@ -702,3 +703,49 @@ def test_ctrl_c_interrupts_async_wait(rl, redis_server, run_script, key, loop_ki
     assert "KeyboardInterrupt" in err, err
     assert "returned" not in out.out and "after-run" not in out.out
     assert term_of(redis_server.cmd("GET", key)) == b"held-by-another-process"
+
+
+def test_wait_for_leadership_async_never_swallows_a_cancel_at_the_grant(rl, redis_server,
+                                                                          make_node, key,
+                                                                          loop_kind):
+    # An outside cancel() in the loop turn where leadership arrives (or a
+    # turn or two around it) must end the task cancelled: asyncio.wait_for
+    # on 3.11 could return the result and drop the cancellation.
+    node = make_node(redis_server.url(), ttl=5.0, retry_interval=0.005)
+    trials = 120
+    rng = random.Random(11)
+
+    async def main():
+        swallowed = cancelled = won = 0
+        loop = asyncio.get_running_loop()
+        node.start()
+        for _ in range(trials):
+            if node.is_leader:
+                await node.resign_async()
+            task = asyncio.ensure_future(node.wait_for_leadership_async(timeout=10))
+            skew = rng.randrange(0, 3)
+            sent = []
+
+            def spin(n=[0]):
+                if task.done():
+                    return
+                if node.is_leader:
+                    if n[0] >= skew:
+                        sent.append(task.cancel())
+                        return
+                    n[0] += 1
+                loop.call_soon(spin)
+            loop.call_soon(spin)
+            try:
+                ok = await asyncio.wait_for(asyncio.shield(task), 20)
+            except asyncio.CancelledError:
+                cancelled += 1
+                continue
+            won += 1
+            if ok and sent and sent[0]:
+                swallowed += 1
+        return swallowed, cancelled, won
+
+    swallowed, cancelled, won = run(main(), loop_kind, timeout=120)
+    assert swallowed == 0, dict(swallowed=swallowed, cancelled=cancelled, won=won)
+    assert cancelled >= trials // 2, (cancelled, won)

@@ -119,13 +119,19 @@ async def wait_state(obj, what, timeout=None):
     fut = loop.create_future()
     w = _Waiter(obj, what, fut)
     waker.waiters.add(w)
+    timer = None
     try:
         w.check()     # the state may have changed before we registered
-        if timeout is None:
-            return await fut
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            return obj._poll(what)
+        if timeout is not None and not fut.done():
+            # Not asyncio.wait_for: on 3.11 it can return the result and
+            # swallow a cancel() that lands in the same loop turn.  A timer
+            # that resolves the future with 0 leaves cancellation to the task.
+            timer = loop.call_later(timeout, lambda: fut.done() or fut.set_result(0))
+        rc = await fut
+        if rc == 0:                   # the time is up: one last look
+            rc = obj._poll(what)
+        return rc
     finally:
+        if timer is not None:
+            timer.cancel()
         waker.waiters.discard(w)
