@@ -244,96 +244,6 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
     after_loss(l, holder ? now + l->retry_us : now);
 }
 
-/* ---- requests ---- */
-
-int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
-{
-    rl_endpoint *ep = l->ep;
-    const char *argv[12];      /* at most 10: EVALSHA sha 3 key tkey marker term ttl channel retention */
-    size_t lens[12];
-    int n = 0;
-    if (eval) {
-        argv[n] = "EVAL";
-        lens[n++] = 4;
-        argv[n] = rl_script_text[script];
-        lens[n++] = strlen(rl_script_text[script]);
-    } else {
-        argv[n] = "EVALSHA";
-        lens[n++] = 7;
-        argv[n] = ep->sha[script];
-        lens[n++] = strlen(ep->sha[script]);
-    }
-    const char *const nkeys[RL_SCRIPT_COUNT] = {"3", "1", "1", "2"};
-    argv[n] = nkeys[script];
-    lens[n++] = 1;
-    argv[n] = l->key;
-    lens[n++] = l->keylen;
-    if (script == RL_SCRIPT_ACQUIRE || script == RL_SCRIPT_STATUS) {
-        argv[n] = l->tkey;
-        lens[n++] = l->tkeylen;
-    }
-    if (script == RL_SCRIPT_ACQUIRE) {
-        argv[n] = RL_MARKER_KEY;
-        lens[n++] = strlen(RL_MARKER_KEY);
-    }
-    if (script == RL_SCRIPT_STATUS)
-        return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
-    argv[n] = l->term;
-    lens[n++] = l->termlen;
-    if (script != RL_SCRIPT_RELEASE) {
-        argv[n] = l->ttl_ms;
-        lens[n++] = strlen(l->ttl_ms);
-    }
-    if (script != RL_SCRIPT_RENEW) {
-        argv[n] = l->channel;
-        lens[n++] = l->chlen;
-    }
-    if (script == RL_SCRIPT_ACQUIRE) {
-        argv[n] = RL_TOKEN_RETENTION_MS;
-        lens[n++] = strlen(RL_TOKEN_RETENTION_MS);
-    }
-    return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
-}
-
-/* The common start of every script reply: count it, and on NOSCRIPT (the
- * server lost its script cache: SCRIPT FLUSH, a restart) send the same
- * request again with EVAL.  Returns 1 when the reply was handled that way. */
-int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, redisCallbackFn *cb, int retry_ok)
-{
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
-    return reply && retry_ok && reply->type == REDIS_REPLY_ERROR &&
-           rl_reply_is_noscript(reply->str, reply->len) && rl_send_script(l, script, cb, 1) == 0;
-}
-
-void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r)
-{
-    if (!r)
-        snprintf(buf, n, "%s: connection lost before the reply", what);
-    else
-        snprintf(buf, n, "%s: %.*s", what, (int)(r->len > 200 ? 200 : r->len), r->str);
-}
-
-/* The same, naming the server, with what to do about a permission error. */
-static void reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const redisReply *r)
-{
-    const char *srv = l->ep ? l->ep->display : "the server";
-    int k;
-    if (!r)
-        k = snprintf(buf, n, "%s at %s: connection lost before the reply", what, srv);
-    else if (rl_reply_errkind(r->str, r->len) == RL_EPERM)
-        k = snprintf(buf, n, "%s at %s: %.*s; the ACL user needs the commands EVALSHA, EVAL, SCRIPT, "
-                 "PUBLISH, SUBSCRIBE and PING, the keys %.*s, %.*s and " RL_MARKER_KEY
-                 ", and the channel %.*s", what, srv, (int)(r->len > 160 ? 160 : r->len), r->str,
-                 (int)(l->keylen > 60 ? 60 : l->keylen), l->key,
-                 (int)(l->tkeylen > 80 ? 80 : l->tkeylen), l->tkey,
-                 (int)(l->chlen > 80 ? 80 : l->chlen), l->channel);
-    else
-        k = snprintf(buf, n, "%s at %s: %.*s", what, srv, (int)(r->len > 200 ? 200 : r->len), r->str);
-    if (k < 0 && n)
-        buf[0] = 0;        /* truncation is fine; an encoding error is not expected */
-}
-
 static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     rl_lease *l = priv;
@@ -347,7 +257,7 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     l->busy = RL_REQ_NONE;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_at(msg, sizeof msg, l, "acquire failed", reply);
+        rl_reply_error_at(msg, sizeof msg, l, "acquire failed", reply);
         attempt_failed(l, reply ? rl_reply_errkind(reply->str, reply->len) : 0, msg, now);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER) {
@@ -388,7 +298,7 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     if (l->phase != RL_L_LEADING) {
         /* We stepped down meanwhile; the answer no longer matters. */
     } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_at(msg, sizeof msg, l, "renew failed", reply);
+        rl_reply_error_at(msg, sizeof msg, l, "renew failed", reply);
         renew_failed(l, msg, now);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         renewed(l, now);
@@ -417,7 +327,7 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     pthread_mutex_unlock(&eng->mu);
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        reply_error_at(msg, sizeof msg, l, "release failed (the key will expire by itself)", reply);
+        rl_reply_error_at(msg, sizeof msg, l, "release failed (the key will expire by itself)", reply);
         rl_pub_error(l, 0, msg);
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
         rl_pub_leader(l, NULL, 0);
