@@ -321,6 +321,34 @@ def test_resign_alone_reelects_later_with_higher_token(rl, redis_server, make_no
     assert node.token > tok
 
 
+def test_resign_with_nobody_waiting_reelects_at_once(rl, redis_server, make_node, key):
+    # No peer was waiting (the release notice reached no other subscriber):
+    # there is nobody to give retry_interval to, so the node campaigns again
+    # at once -- the Quick start loop no longer pauses on every iteration.
+    node = make_node(redis_server.url(), ttl=40.0, retry_interval=30.0)
+    for _ in range(3):
+        t0 = time.monotonic()
+        with node.leadership(timeout=20) as lease:
+            assert lease.valid
+        assert time.monotonic() - t0 < 10     # not the 30 s retry_interval
+
+
+def test_resign_with_a_peer_waiting_still_gives_it_the_key(rl, redis_server, spawn_worker,
+                                                          make_node, key):
+    peer = spawn_worker(redis_server.url(), ttl=2.0, retry_interval=0.05)
+    peer.hello()
+    node = make_node(redis_server.url(), ttl=8.0, retry_interval=5.0)
+    redis_server.cmd("SET", key, "placeholder", "PX", "300")   # node starts as a follower
+    node.start()
+    wait_until(lambda: node.is_leader or peer.is_leading_now(), 10, desc="someone leads")
+    if not node.is_leader:
+        peer.command("resign")
+        assert node.wait_for_leadership(10)
+    node.resign()
+    wait_until(peer.is_leading_now, 10, desc="the waiting peer takes over")
+    assert not node.is_leader
+
+
 def test_resign_when_not_leader_is_harmless(rl, redis_server, make_node, key):
     redis_server.cmd("SET", key, "other")
     node = make_node(redis_server.url(), ttl=1.0)

@@ -321,16 +321,35 @@ static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
     if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
     rl_engine *eng = rl_lease_eng(l);
+    /* {1, receivers}: deleted (an older server cache may still answer 1). */
+    long long receivers = -1;
+    int deleted = 0;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        deleted = 1;
+    } else if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+               reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1) {
+        deleted = 1;
+        if (reply->element[1]->type == REDIS_REPLY_INTEGER)
+            receivers = reply->element[1]->integer;
+    }
     pthread_mutex_lock(&eng->mu);      /* before the stop is published as over */
-    l->rel_answer = !reply || reply->type == REDIS_REPLY_ERROR ? 3
-                    : reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 ? 1 : 2;
+    l->rel_answer = !reply || reply->type == REDIS_REPLY_ERROR ? 3 : deleted ? 1 : 2;
     pthread_mutex_unlock(&eng->mu);
     rl_pub_releases(l, -1);
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         rl_reply_error_at(msg, sizeof msg, l, "release failed (the key will expire by itself)", reply);
         rl_pub_error(l, 0, msg);
-    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->phase != RL_L_LEADING) {
+    } else if (deleted && l->phase != RL_L_LEADING) {
         rl_pub_leader(l, NULL, 0);
+    }
+    if (deleted && l->mode != RL_MODE_LOCK && l->phase == RL_L_CAMPAIGN && l->resign_until > 0 &&
+        !rl_endpoint_others_listening(l, receivers)) {
+        /* A resign that nobody was waiting for: no peer to give
+         * retry_interval to, so campaign again at once. */
+        int64_t now = rl_now_us();
+        l->resign_until = 0;
+        if (!l->busy)
+            rl_act_at(l, now);
     }
     rl_maybe_finish_stop(l);
 }

@@ -207,6 +207,17 @@ int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l)
     return 0;
 }
 
+int rl_endpoint_others_listening(const rl_lease *l, long long receivers)
+{
+    const rl_keyent *k = l->kent;
+    if (receivers < 0)
+        return 1;
+    if (k && k->nleases > 1)
+        return 1;                       /* another lease here on the same key */
+    long long ours = k && k->sub == RL_SUB_ON ? 1 : 0;
+    return receivers - ours > 0;
+}
+
 void rl_endpoint_listen(rl_lease *l)
 {
     rl_keyent *k = l->kent;

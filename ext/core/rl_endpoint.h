@@ -13,6 +13,11 @@ void rl_endpoint_detach(rl_lease *l);
  * Subscriptions start lazily, so an uncontended lease costs no pub/sub. */
 void rl_endpoint_listen(rl_lease *l);
 void rl_endpoint_free(rl_endpoint *ep);
+/* After a release that reached `receivers` subscribers (-1: unknown): may
+ * anyone but l wait for the key?  (This endpoint's own subscription counts
+ * once among the receivers; other leases of this process on the key wait
+ * through it.) */
+int rl_endpoint_others_listening(const rl_lease *l, long long receivers);
 
 static inline int rl_endpoint_ready(const rl_endpoint *ep) { return ep->cmd.state == RL_C_READY; }
 

@@ -64,12 +64,14 @@ static const char renew_lua[] =
     "return {0, cur}\n";
 
 /* Release: delete only this term's value and wake the waiting peers.
- * Returns 1 if it was deleted, 0 if the key no longer held this term. */
+ * Returns {1, subscribers reached (-1: unknown)} if it was deleted, 0 if the
+ * key no longer held this term. */
 static const char release_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
     "  redis.call('DEL', KEYS[1])\n"
-    "  redis.pcall('PUBLISH', ARGV[2], 'R' .. ARGV[1])\n"
-    "  return 1\n"
+    "  local n = redis.pcall('PUBLISH', ARGV[2], 'R' .. ARGV[1])\n"
+    "  if type(n) ~= 'number' then n = -1 end\n"
+    "  return {1, n}\n"
     "end\n"
     "return 0\n";
 
