@@ -10,6 +10,8 @@ import tempfile
 import time
 import urllib.parse
 
+from ._resp import RedisReplyError, RespConn  # noqa: F401 - RedisReplyError is used by the demo
+
 
 class DemoError(Exception):
     """The demo cannot go on; the message says why."""
@@ -96,74 +98,20 @@ class ThrowawayRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class RedisReplyError(Exception):
-    pass
-
-
-class MiniRedis:
-    """Just enough RESP to PING, read a key's PTTL and clean up."""
+class MiniRedis(RespConn):
+    """Just enough RESP to PING, read a key's PTTL and clean up (bulk
+    strings decoded to str)."""
 
     def __init__(self, url, timeout=2.0):
-        u = urllib.parse.urlsplit(url)
-        q = urllib.parse.parse_qs(u.query)
-        if u.scheme == "redis":
-            self.sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379),
-                                                 timeout=timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        elif u.scheme == "unix":
-            self.sock = socket.socket(socket.AF_UNIX)
-            self.sock.settimeout(timeout)
-            self.sock.connect(urllib.parse.unquote(u.path))
-        else:
-            raise DemoError("the demo supports redis:// and unix:// URLs, not %s://"
-                            % u.scheme)
-        self.buf = self.sock.makefile("rb")
-        user = urllib.parse.unquote(u.username) if u.username else None
-        password = urllib.parse.unquote(u.password) if u.password else None
-        password = q.get("password", [password])[0]
-        user = q.get("username", [user])[0]
-        if password:
-            self.call(*(("AUTH", user, password) if user else ("AUTH", password)))
-        db = q.get("db", [(u.path.lstrip("/") if u.scheme != "unix" else "") or "0"])[0]
-        if db != "0":
-            self.call("SELECT", db)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        for closer in (self.buf.close, self.sock.close):
-            try:
-                closer()
-            except OSError:
-                pass
+        if urllib.parse.urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise DemoError("the demo supports redis://, rediss:// and unix:// URLs, not %s://"
+                            % urllib.parse.urlsplit(url).scheme)
+        super().__init__(url, timeout)
 
     def call(self, *args):
-        parts = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.sock.sendall(b"".join(parts))
-        return self._read()
-
-    def _read(self):
-        line = self.buf.readline()
-        if not line:
-            raise ConnectionError("connection closed by redis")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisReplyError(rest.decode(errors="replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self.buf.read(n + 2)[:-2].decode(errors="replace")
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise ConnectionError("bad reply from redis: %r" % line)
+        r = super().call(*args)
+        if isinstance(r, bytes):
+            return r.decode(errors="replace")
+        if isinstance(r, list):
+            return [x.decode(errors="replace") if isinstance(x, bytes) else x for x in r]
+        return r
