@@ -748,4 +748,5 @@ def test_wait_for_leadership_async_never_swallows_a_cancel_at_the_grant(rl, redi
 
     swallowed, cancelled, won = run(main(), loop_kind, timeout=120)
     assert swallowed == 0, dict(swallowed=swallowed, cancelled=cancelled, won=won)
-    assert cancelled >= trials // 2, (cancelled, won)
+    # enough trials reached the race (how many depends on scheduling: ~45-70 %)
+    assert cancelled >= trials // 4, (cancelled, won)
