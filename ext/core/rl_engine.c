@@ -183,17 +183,6 @@ void rl_engine_remove_waker(int fd)
     pthread_mutex_unlock(&e->mu);
 }
 
-static void deadline_ts(struct timespec *ts, int64_t max_us)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += max_us / 1000000;
-    ts->tv_nsec += (max_us % 1000000) * 1000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /* Condition variables cannot wait on CLOCK_BOOTTIME, and CLOCK_MONOTONIC
  * does not count a suspend: a long wait could wake that much late.  So
  * each wait is at most a short slice; every caller loops on its own
@@ -207,7 +196,7 @@ void rl_engine_timedwait(rl_engine *e, int64_t max_us)
         return;
     if (max_us > RL_CV_SLICE_US)
         max_us = RL_CV_SLICE_US;
-    deadline_ts(&ts, max_us);
+    rl_cond_deadline(&ts, max_us);
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
 

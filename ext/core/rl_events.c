@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "rl_clock.h"
 #include "rl_engine.h"
 
 #define RL_EVTEXT_MAX 65536   /* longer texts are cut (none are: ids, messages) */
@@ -204,17 +205,6 @@ void rl_engine_emit(rl_engine *e, rl_lease *l, int kind, int64_t token, const ch
     free(ev.text);   /* NULL unless merged into another */
 }
 
-static void deadline_ts(struct timespec *ts, int64_t max_us)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += max_us / 1000000;
-    ts->tv_nsec += (max_us % 1000000) * 1000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /* Takes the first event of the first lease on the queue; that lease goes
  * to the back if it has more (a lease with a steady stream of changes does
  * not hold up the others). */
@@ -224,7 +214,7 @@ int rl_engine_next_event(rl_event *out, int64_t max_us)
     if (!e)
         return -1;
     struct timespec ts;
-    deadline_ts(&ts, max_us);
+    rl_cond_deadline(&ts, max_us);
     pthread_mutex_lock(&e->ev_mu);
     while (!e->evq_head) {
         if (pthread_cond_timedwait(&e->ev_cv, &e->ev_mu, &ts) == ETIMEDOUT)
