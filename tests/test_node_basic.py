@@ -316,7 +316,7 @@ def test_resign_alone_reelects_later_with_higher_token(rl, redis_server, make_no
     assert node.wait_for_leadership(10)
     tok = node.token
     node.resign()
-    assert not node.is_leader
+    assert node.token != tok     # that term is over (nobody waits: a new one may follow at once)
     assert node.wait_for_leadership(timeout=15)
     assert node.token > tok
 
