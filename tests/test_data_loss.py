@@ -10,7 +10,7 @@ import time
 import pytest
 
 from helpers.terms import term_of
-from helpers.waiting import boottime, wait_until
+from helpers.waiting import boottime, stays_true, wait_until
 from helpers.workers import all_intervals, assert_no_overlap, current_leaders
 
 TTL = 1.0
@@ -83,8 +83,9 @@ def test_a_new_database_grants_only_a_ttl_after_its_marker(rl, redis_server, mak
     assert node.wait_for_leadership(TTL + 10)
     assert boottime() - t0 >= TTL - 0.05     # Redis' ms clock
     assert node.last_error is None
-    marker = int(redis_server.cmd("GET", "redlease:marker"))
-    assert marker > 1_600_000_000 * 10**6    # server TIME in microseconds
+    stamp, run_id = redis_server.cmd("GET", "redlease:marker").split(b":")
+    assert int(stamp) > 1_600_000_000 * 10**6    # server TIME in microseconds
+    assert run_id.decode() in redis_server.cmd("INFO", "server").decode()
     # an existing marker costs nothing: another key on the same database
     other = make_node(redis_server.url(), node_key=key + ":other", ttl=TTL)
     t1 = time.monotonic()
@@ -97,11 +98,35 @@ def test_a_marker_from_the_future_is_stamped_again(rl, redis_server, make_node, 
     # The server clock stepped back: the marker is in the future.  Grants
     # resume a ttl after it is stamped again, not when the clock catches up.
     now_us = int(redis_server.cmd("TIME")[0]) * 10**6
-    redis_server.cmd("SET", "redlease:marker", str(now_us + 3600 * 10**6))
+    run_id = redis_server.cmd("GET", "redlease:marker").split(b":")[1].decode()
+    redis_server.cmd("SET", "redlease:marker", "%d:%s" % (now_us + 3600 * 10**6, run_id))
     node = make_node(redis_server.url(), ttl=TTL, retry_interval=0.05)
     node.start()
     assert node.wait_for_leadership(TTL + 10)
-    assert int(redis_server.cmd("GET", "redlease:marker")) <= now_us + 60 * 10**6
+    assert int(redis_server.cmd("GET", "redlease:marker").split(b":")[0]) <= now_us + 60 * 10**6
+
+
+@pytest.mark.node_timeout(60)
+def test_restart_from_an_older_snapshot_waits_though_the_marker_survived(
+        rl, redis_server, proxy_factory, make_node, key):
+    # The snapshot kept an old marker but not the acquire that came after it
+    # (RDB save points, AOF everysec, a promoted replica): the marker names
+    # the server process that stamped it, so the restarted one waits a ttl.
+    ttl = 3.0
+    redis_server.cmd("SAVE")                     # old marker on disk, key free
+    proxy = proxy_factory(redis_server.port)
+    a = make_node(proxy.url(), ttl=ttl, command_timeout=0.3, retry_interval=0.05)
+    a.start()
+    assert a.wait_for_leadership(10)
+    proxy.blackhole()                            # a is cut off: it leads until its deadline
+    redis_server.kill()
+    redis_server.start(seed_marker=False)        # loads the snapshot: marker yes, key no
+    assert redis_server.cmd("EXISTS", key) == 0 and redis_server.cmd("EXISTS", "redlease:marker")
+    b = make_node(redis_server.url(), ttl=ttl, retry_interval=0.05)
+    b.start()
+    assert stays_true(lambda: not (a.is_leader and b.is_leader), ttl + 0.5), "two leaders"
+    assert b.wait_for_leadership(ttl + 10)
+    assert not a.is_leader
 
 
 def test_tokens_increase_across_a_flush_and_the_counter_expires(rl, redis_server, make_node, key):

@@ -67,3 +67,15 @@ def test_a_late_release_of_an_earlier_term_does_not_delete_the_new_one(
     assert stays_true(lambda: not (a.is_leader and b.is_leader), 1.0), "two leaders"
     assert a.is_leader and not b.is_leader
     assert redis_server.cmd("GET", key) == term2
+
+
+def test_leader_of_a_same_node_id_object_is_shown(rl, redis_server, make_node, key):
+    # Another object with this node_id leads: this follower's node.leader
+    # names it (only this object's own, ended term is hidden).
+    a = make_node(redis_server.url(), node_id="twin", ttl=2.0, retry_interval=0.05)
+    b = make_node(redis_server.url(), node_id="twin", ttl=2.0, retry_interval=0.05)
+    a.start()
+    assert a.wait_for_leadership(10)
+    b.start()
+    wait_until(lambda: b.leader == "twin", 10, desc="the follower sees its twin lead")
+    assert a.is_leader and not b.is_leader

@@ -449,8 +449,7 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt)
     out->phase = l->pub_phase;
     /* Never "this node" once it does not lead: the deadline is a clock
      * read, the engine's step-down (which clears it) may come a moment later. */
-    int self_stale = l->leader && l->leaderlen == l->idlen &&
-                     memcmp(l->leader, l->node_id, l->idlen) == 0 && !rl_lease_is_leader(l);
+    int self_stale = l->leader && l->leader_self && !rl_lease_is_leader(l);
     if (l->leader && !self_stale && (out->leader = malloc(l->leaderlen + 1))) {
         memcpy(out->leader, l->leader, l->leaderlen + 1);
         out->leaderlen = l->leaderlen;

@@ -576,7 +576,7 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
 {
     const char *id = p + 1;
     size_t idlen = len - 1;
-    int mine = idlen == l->idlen && memcmp(id, l->node_id, idlen) == 0;
+    int mine = idlen == l->termlen && memcmp(id, l->term, idlen) == 0;   /* this object's term */
     if (l->mode == RL_MODE_WATCH) {
         rl_watch_message(l, p, len);
         return;

@@ -91,6 +91,7 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!k)
         return;
     if (type->len == 9 && memcmp(type->str, "subscribe", 9) == 0) {
+        k->confirmed = 1;
         /* Listening now: a release that came before is caught by trying again. */
         for (rl_lease *l = k->leases, *next; l; l = next) {
             next = l->k_next;
@@ -105,6 +106,7 @@ static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
             rl_campaign_on_message(l, p->str, p->len);
         }
     } else if (type->len == 11 && memcmp(type->str, "unsubscribe", 11) == 0) {
+        k->confirmed = 0;
         if (k->sub != RL_SUB_LEAVING)
             return;
         if (k->resub || k->nleases) {
@@ -133,8 +135,11 @@ static void sub_send(rl_endpoint *ep, const char *cmd, rl_keyent **ks, int n)
     }
     if (rl_conn_send(&ep->sub, sub_reply, &ep->sub, n + 1, argv, lens) < 0)
         return;   /* the connection is going down; ready() resubscribes */
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         ks[i]->sub = subscribe ? RL_SUB_ON : RL_SUB_LEAVING;
+        if (subscribe)
+            ks[i]->confirmed = 0;          /* until the server says so */
+    }
 }
 
 typedef struct {
@@ -214,7 +219,9 @@ int rl_endpoint_others_listening(const rl_lease *l, long long receivers)
         return 1;
     if (k && k->nleases > 1)
         return 1;                       /* another lease here on the same key */
-    long long ours = k && k->sub == RL_SUB_ON ? 1 : 0;
+    /* Ours counts only while the server confirmed it on a live connection. */
+    long long ours = k && k->sub == RL_SUB_ON && k->confirmed &&
+                     l->ep->sub.state == RL_C_READY ? 1 : 0;
     return receivers - ours > 0;
 }
 

@@ -50,9 +50,11 @@ void rl_pub_leader_cause(rl_lease *l, const char *id, size_t len, int cause, int
 {
     rl_engine *eng = rl_lease_eng(l);
     int changed;
+    int self = id == l->node_id;        /* on_acquired: this object itself */
     if (id)
         len = rl_term_idlen(id, len);   /* the leader is the node_id part of the term */
     pthread_mutex_lock(&eng->mu);
+    l->leader_self = self;
     if (!id)
         changed = l->leader != NULL;
     else

@@ -17,10 +17,13 @@ const char *const rl_script_name[RL_SCRIPT_COUNT] = {
  * term a fencing token larger than every earlier one and never below the
  * server clock in microseconds (so tokens still grow after the counter was
  * lost or expired), and tell waiting peers.  A free key is granted only if
- * the database's marker (KEYS[3]) is at least one ttl old: a database that
- * is new, was flushed or restarted empty has no marker, gets one stamped
- * with the server's TIME, and refuses grants until a ttl later, by when
- * every holder of a key it forgot has seen its local deadline pass.  The
+ * the database's marker (KEYS[3], "<TIME us>:<run_id>") is at least one ttl
+ * old and was stamped by this very server process: a database that is new,
+ * was flushed, or comes from another process (a restart, even from an older
+ * snapshot that kept the marker but not the latest acquires; a promoted
+ * replica) gets one stamped with the server's TIME and run_id, and refuses
+ * grants until a ttl later, by when every holder of a key it forgot has
+ * seen its local deadline pass.  The
  * refusal returns the wait in ms so followers come back on time.  A marker
  * in the future (the server clock stepped back) is stamped again.  On a
  * busy key return the holder and its PTTL.  Numbers are formatted with
@@ -34,9 +37,11 @@ static const char acquire_lua[] =
     "  local t = redis.call('TIME')\n"
     "  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "  if cur == false then\n"
-    "    local m = tonumber(redis.call('GET', KEYS[3]) or '')\n"
-    "    if m == nil or m > now then\n"
-    "      redis.call('SET', KEYS[3], string.format('%.0f', now))\n"
+    "    local rid = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or '?'\n"
+    "    local ms, mrid = string.match(redis.call('GET', KEYS[3]) or '', '^(%d+):(%x+)$')\n"
+    "    local m = tonumber(ms)\n"
+    "    if m == nil or m > now or mrid ~= rid then\n"
+    "      redis.call('SET', KEYS[3], string.format('%.0f', now) .. ':' .. rid)\n"
     "      m = now\n"
     "    end\n"
     "    local wait = m + tonumber(ARGV[2]) * 1000 - now\n"

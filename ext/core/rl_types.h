@@ -74,6 +74,7 @@ struct rl_keyent {
     int sub;                       /* RL_SUB_* */
     int resub;                     /* subscribe again once LEAVING ends */
     int want;                      /* some lease had to wait: listen for releases */
+    int confirmed;                 /* the server confirmed the SUBSCRIBE */
     int idle_marks;
 };
 
@@ -165,6 +166,7 @@ struct rl_lease {
     long long q_token;                 /* -1: none issued yet */
     char *q_err;                       /* malloc'd message of a failed query */
     char *leader;  size_t leaderlen;   /* NULL: none seen */
+    int leader_self;                   /* leader was published by this lease's own election */
     char *last_error;
     int fatal_kind;                    /* latest attempt ended in a permanent error */
     char *fatal_msg;                   /* malloc'd, with fatal_kind */

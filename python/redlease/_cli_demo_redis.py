@@ -64,7 +64,8 @@ class ThrowawayRedis:
                             # A brand-new server nobody else knows: no earlier
                             # holder can exist, so its data-loss marker may be
                             # old at once (else the first election waits a ttl).
-                            r.call("SET", "redlease:marker", "0")
+                            run_id = r.call("INFO", "server").split("run_id:", 1)[1].split()[0]
+                            r.call("SET", "redlease:marker", "0:" + run_id)
                             return self
                 except OSError:
                     time.sleep(0.02)

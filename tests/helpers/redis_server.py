@@ -104,11 +104,15 @@ class RedisServer:
         self.paused = False
 
     def seed_markers(self, databases: int = 16):
-        """Mark every database as in service since long ago (marker 0)."""
+        """Mark every database as in service since long ago by this server
+        process (marker "0:<run_id>")."""
         with self.client() as c:
+            info = c.execute("INFO", "server")
+            info = info.decode() if isinstance(info, bytes) else info
+            run_id = info.split("run_id:", 1)[1].split()[0]
             for db in range(databases):
                 c.execute("SELECT", str(db))
-                c.execute("SET", "redlease:marker", "0")
+                c.execute("SET", "redlease:marker", "0:" + run_id)
 
     def restart(self, timeout: float = 10.0, seed_marker: bool = False):
         """Kill and start again on the same port with empty data: like a
