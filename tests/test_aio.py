@@ -750,5 +750,6 @@ def test_wait_for_leadership_async_never_swallows_a_cancel_at_the_grant(rl, redi
 
     swallowed, cancelled, won = run(main(), loop_kind, timeout=120)
     assert swallowed == 0, dict(swallowed=swallowed, cancelled=cancelled, won=won)
-    # enough trials reached the race (how many depends on scheduling: ~45-70 %)
-    assert cancelled >= trials // 4, (cancelled, won)
+    # the trials did reach the race (how many depends on the loop and the
+    # Python version: 7-70 % were seen); the safety check is the one above
+    assert cancelled >= 1 and cancelled + won == trials, (cancelled, won)
