@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from helpers.aio_loops import LOOP_KINDS, loop_factory, run, wait_for_cond
+from helpers.aio_loops import LOOP_KINDS, cancel_when_ready, loop_factory, run, wait_for_cond
 from helpers.lock_procs import make_lock  # noqa: F401 - fixture
 from helpers.scripts import Output
 from helpers.terms import term_of
@@ -726,18 +726,7 @@ def test_wait_for_leadership_async_never_swallows_a_cancel_at_the_grant(rl, redi
                 await node.resign_async()
             task = asyncio.ensure_future(node.wait_for_leadership_async(timeout=10))
             skew = rng.randrange(0, 3)
-            sent = []
-
-            def spin(n=[0]):
-                if task.done():
-                    return
-                if node.is_leader:
-                    if n[0] >= skew:
-                        sent.append(task.cancel())
-                        return
-                    n[0] += 1
-                loop.call_soon(spin)
-            loop.call_soon(spin)
+            sent = cancel_when_ready(loop, task, lambda: node.is_leader, skew)
             try:
                 ok = await asyncio.wait_for(asyncio.shield(task), 20)
             except asyncio.CancelledError:

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from helpers.aio_loops import cancel_when_ready
 from helpers.lock_procs import AcquireThread, make_lock  # noqa: F401 - fixture
 from helpers.redis_server import free_port
 from helpers.waiting import run_bounded, wait_until
@@ -349,18 +350,7 @@ def test_acquire_async_cancel_at_grant_never_swallowed_nor_leaked(rl, redis_serv
             # cancel in the loop turn where the grant becomes visible (or a
             # few turns around it)
             skew = rng.randrange(0, 3)
-            sent = []
-
-            def spin(n=[0]):
-                if task.done():
-                    return
-                if lock.owned:
-                    if n[0] >= skew:
-                        sent.append(task.cancel())
-                        return
-                    n[0] += 1
-                loop.call_soon(spin)
-            loop.call_soon(spin)
+            sent = cancel_when_ready(loop, task, lambda: lock.owned, skew)
             try:
                 ok = await asyncio.wait_for(asyncio.shield(task), 20)
             except asyncio.CancelledError:

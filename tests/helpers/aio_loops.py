@@ -67,3 +67,23 @@ async def wait_for_cond(pred, timeout: float = 10.0, interval: float = 0.01, des
         if loop.time() >= deadline:
             raise AssertionError(f"condition not met within {timeout:.1f}s: {desc or pred}")
         await asyncio.sleep(interval)
+
+
+def cancel_when_ready(loop, task, ready, skew):
+    """Cancel ``task`` ``skew`` loop turns after ``ready()`` first holds (the
+    turn a grant becomes visible, or a turn or two later).  Returns a list
+    that gets ``task.cancel()``'s result once the cancel was sent."""
+    sent = []
+    turns = [0]
+
+    def spin():
+        if task.done():
+            return
+        if ready():
+            if turns[0] >= skew:
+                sent.append(task.cancel())
+                return
+            turns[0] += 1
+        loop.call_soon(spin)
+    loop.call_soon(spin)
+    return sent
