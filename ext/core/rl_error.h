@@ -15,7 +15,8 @@ enum rl_errkind {
     RL_ESTATE,   /* call not valid in this state: RedleaseError */
     RL_ENOMEM,   /* MemoryError */
     RL_ESYS,     /* OS resource failure (thread, eventfd): OSError */
-    RL_EPERM     /* NOPERM, an ACL denial: PermissionError (a RedisError) */
+    RL_EPERM,    /* NOPERM, an ACL denial: PermissionError (a RedisError) */
+    RL_ETLS      /* TLS handshake refused (certificate, host name, protocol): TLSError (a ConnectionError) */
 };
 
 typedef struct rl_error {

@@ -16,6 +16,7 @@
 #include "rl_url.h"
 
 struct redisAsyncContext;
+struct rl_tls_ctx;
 typedef struct rl_engine rl_engine;
 typedef struct rl_endpoint rl_endpoint;
 typedef struct rl_keyent rl_keyent;
@@ -50,6 +51,7 @@ struct rl_endpoint {
     char display[256];             /* URL with the password masked */
     int64_t connect_timeout_us, command_timeout_us;
     rl_conn cmd, sub;
+    struct rl_tls_ctx *tls_ctx;    /* rediss://: made with the endpoint (rl_tls.h), NULL otherwise */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */

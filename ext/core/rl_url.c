@@ -510,6 +510,10 @@ int rl_url_parse(const char *s, size_t len, rl_url *out, char *err, size_t errle
         return -1;
     }
     memset(out, 0, sizeof *out);
+    out->tls_opts.cert_reqs = RL_TLS_REQ_REQUIRED;
+    out->tls_opts.check_hostname = 1;
+    out->socket_timeout = -1;
+    out->socket_connect_timeout = -1;
     if (!s || len == 0) {
         if (err && errlen)
             snprintf(err, errlen, "empty Redis URL; give one such as redis://localhost:6379/0 or unix:///tmp/redis.sock");
@@ -532,6 +536,11 @@ void rl_url_free(rl_url *u)
     free(u->path);
     free(u->user);
     free(u->password);
+    free(u->tls_opts.ca_certs);
+    free(u->tls_opts.ca_path);
+    free(u->tls_opts.certfile);
+    free(u->tls_opts.keyfile);
+    free(u->client_name);
     memset(u, 0, sizeof *u);
 }
 

@@ -16,6 +16,19 @@
 
 enum { RL_URL_TCP = 1, RL_URL_UNIX = 2 };
 
+/* ssl_cert_reqs */
+enum { RL_TLS_REQ_NONE = 0, RL_TLS_REQ_OPTIONAL = 1, RL_TLS_REQ_REQUIRED = 2 };
+
+/* rediss:// query parameters, redis-py's names (all strings malloc'd, NULL if not given). */
+typedef struct rl_tls_opts {
+    int cert_reqs;       /* RL_TLS_REQ_*, default REQUIRED */
+    int check_hostname;  /* ssl_check_hostname: 0/1; default 1 when cert_reqs is REQUIRED, else 0 */
+    char *ca_certs;      /* ssl_ca_certs: a PEM file */
+    char *ca_path;       /* ssl_ca_path: a hashed directory */
+    char *certfile;      /* ssl_certfile: client certificate (mutual TLS) */
+    char *keyfile;       /* ssl_keyfile: its key (default: the certfile) */
+} rl_tls_opts;
+
 typedef struct rl_url {
     int kind;        /* RL_URL_TCP or RL_URL_UNIX */
     int tls;         /* 1 for rediss:// */
@@ -25,6 +38,10 @@ typedef struct rl_url {
     long db;         /* 0 <= db <= 2147483647, default 0 */
     char *user;      /* NULL if none (empty user in "redis://:pw@h" is NULL) */
     char *password;  /* NULL if none */
+    rl_tls_opts tls_opts;        /* meaningful when tls */
+    char *client_name;           /* client_name: sent with CLIENT SETNAME; NULL means "redlease" */
+    double socket_timeout;       /* seconds, < 0 if not given (-> command timeout) */
+    double socket_connect_timeout; /* seconds, < 0 if not given (-> connect timeout) */
 } rl_url;
 
 /* Returns 0 and fills *out (all strings malloc'd, owned by out) or -1 and writes a one-line
