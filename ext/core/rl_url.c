@@ -510,15 +510,15 @@ int rl_url_parse(const char *s, size_t len, rl_url *out, char *err, size_t errle
         return -1;
     }
     memset(out, 0, sizeof *out);
-    out->tls_opts.cert_reqs = RL_TLS_REQ_REQUIRED;
-    out->tls_opts.check_hostname = 1;
-    out->socket_timeout = -1;
-    out->socket_connect_timeout = -1;
     if (!s || len == 0) {
         if (err && errlen)
             snprintf(err, errlen, "empty Redis URL; give one such as redis://localhost:6379/0 or unix:///tmp/redis.sock");
         return -1;
     }
+    out->tls_opts.cert_reqs = RL_TLS_REQ_REQUIRED;
+    out->tls_opts.check_hostname = 1;
+    out->socket_timeout = -1;
+    out->socket_connect_timeout = -1;
     pctx c = {s, len, compute_mask(s, len), err, errlen};
     int rc = parse_inner(&c, out);
     free(c.mask);
