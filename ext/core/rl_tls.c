@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 /* ---- the BIO: send/recv with MSG_NOSIGNAL on the stream's fd ---- */
 
@@ -217,7 +218,13 @@ static int load_client_cert(rl_tls_ctx *c, const rl_tls_opts *o, char *err, size
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
         rl_tls_reason(why, sizeof why);
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+            snprintf(err, errlen, "%s: the key in '%s' does not match the certificate in '%s' (%s); "
+                     "give the key of that certificate", keyparam, key, o->certfile, why);
+            return -1;
+        }
         snprintf(err, errlen, "%s: cannot load a private key from '%s' (%s); give an unencrypted "
                  "PEM key (pass-phrase protected keys are not supported)", keyparam, key, why);
         return -1;
@@ -275,7 +282,8 @@ rl_tls_ctx *rl_tls_ctx_new(const rl_tls_opts *o, char *err, size_t errlen)
     SSL_CTX_set_default_passwd_cb(c->ctx, no_passphrase);
     /* ssl's CERT_OPTIONAL on a client verifies whatever the server sends
      * (and a server always sends a chain): the same as CERT_REQUIRED. */
-    SSL_CTX_set_verify(c->ctx, c->cert_reqs == RL_TLS_REQ_NONE ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify(c->ctx, c->cert_reqs == RL_TLS_REQ_NONE ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+                       rl_tls_verify_cb);
     if (c->cert_reqs != RL_TLS_REQ_NONE && load_ca(c, o, err, errlen) < 0)
         goto fail;
     if (c->cert_reqs == RL_TLS_REQ_NONE && (o->ca_certs || o->ca_path)) {

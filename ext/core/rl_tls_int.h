@@ -27,9 +27,14 @@ typedef struct rl_tls_stream {
     int received;          /* some byte came from the server */
     int eof;               /* recv returned 0 */
     int sys_errno;         /* last errno of a failed send/recv */
+    int app_read;          /* some application data was read */
     int refused;           /* last read/write failure: the client certificate was refused */
     char host[256];
+    char peer_names[200];  /* what the server's certificate is for (seen while verifying) */
 } rl_tls_stream;
+
+/* The verify callback: keeps the verdict, notes the server certificate's names. */
+int rl_tls_verify_cb(int ok, X509_STORE_CTX *store);
 
 /* OpenSSL's reason for the last error on this thread's queue. */
 void rl_tls_reason(char *buf, size_t n);

@@ -74,6 +74,17 @@ static void cert_names(X509 *cert, char *buf, size_t n)
     }
 }
 
+int rl_tls_verify_cb(int ok, X509_STORE_CTX *store)
+{
+    if (X509_STORE_CTX_get_error_depth(store) != 0)
+        return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    rl_tls_stream *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (t)
+        cert_names(X509_STORE_CTX_get_current_cert(store), t->peer_names, sizeof t->peer_names);
+    return ok;
+}
+
 /* ---- classifying OpenSSL's errors ---- */
 
 static int reason_not_tls(int r)
@@ -121,11 +132,10 @@ static int handshake_failure(rl_tls_stream *t, char *err, size_t errlen)
     long vr = SSL_get_verify_result(t->ssl);
     if (t->ctx->cert_reqs != RL_TLS_REQ_NONE && vr != X509_V_OK) {
         if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-            char names[200];
-            cert_names(SSL_get0_peer_certificate(t->ssl), names, sizeof names);
             snprintf(err, errlen, "TLS certificate verify failed: the server's certificate is for %s, "
                      "not '%s'; connect with a name the certificate holds, or give "
-                     "ssl_check_hostname=false to skip the name check", names, t->host);
+                     "ssl_check_hostname=false to skip the name check",
+                     t->peer_names[0] ? t->peer_names : "other names", t->host);
         } else {
             snprintf(err, errlen, "TLS certificate verify failed for %s: %s; %s (or "
                      "ssl_cert_reqs=none to skip verification)", t->host,
@@ -231,6 +241,26 @@ static int io_failure(rl_tls_stream *t, int e, const char *what, short *want, ch
     }
 }
 
+/* A write failed (reset, closed) before any reply came: with TLS 1.3 a
+ * server that refuses our certificate sends its alert right after our
+ * Finished and closes, and the write may hit the reset first.  The alert is
+ * still in the socket's receive queue (Linux returns queued data before the
+ * error): read it to report the refusal rather than a bare reset. */
+static void refusal_probe(rl_tls_stream *t, char *err, size_t errlen)
+{
+    char scratch[512];
+    size_t got = 0;
+    short want = 0;
+    ERR_clear_error();
+    int rc = SSL_read_ex(t->ssl, scratch, sizeof scratch, &got);
+    if (rc != 1) {
+        char probe[400];
+        io_failure(t, SSL_get_error(t->ssl, rc), "read", &want, probe, sizeof probe);
+        if (t->refused)
+            snprintf(err, errlen, "%s", probe);
+    }
+}
+
 static long tls_read(rl_stream *s, char *buf, size_t n, short *want, char *err, size_t errlen)
 {
     rl_tls_stream *t = (rl_tls_stream *)s;
@@ -243,6 +273,8 @@ static long tls_read(rl_stream *s, char *buf, size_t n, short *want, char *err, 
     ERR_clear_error();
     int rc = SSL_read_ex(t->ssl, buf, n, &got);
     long result = (long)got;
+    if (rc == 1 && got > 0)
+        t->app_read = 1;
     if (rc != 1) {
         int f = io_failure(t, SSL_get_error(t->ssl, rc), "read", want, err, errlen);
         result = f == 1 ? 0 : -1;
@@ -266,11 +298,14 @@ static long tls_write(rl_stream *s, const char *buf, size_t n, short *want, char
     int rc = SSL_write_ex(t->ssl, buf, n, &put);
     long result = (long)put;
     if (rc != 1) {
-        int f = io_failure(t, SSL_get_error(t->ssl, rc), "write", want, err, errlen);
+        int e = SSL_get_error(t->ssl, rc);
+        int f = io_failure(t, e, "write", want, err, errlen);
         if (f == 1) {
             t->sys_errno = 0;
             io_message(t, "write", err, errlen);
         }
+        if (f != 0 && !t->refused && !t->app_read)
+            refusal_probe(t, err, errlen);
         result = -1;
     }
     ERR_clear_error();
@@ -324,6 +359,8 @@ rl_stream *rl_tls_stream_new(rl_tls_ctx *ctx, int fd, const char *host, char *er
     snprintf(t->host, sizeof t->host, "%s", host);
     t->is_ip = ip_literal(host, plain, sizeof plain);
     t->ssl = SSL_new(ctx->ctx);
+    if (t->ssl)
+        SSL_set_app_data(t->ssl, t);
     BIO *bio = t->ssl ? BIO_new(ctx->bio) : NULL;
     if (!bio)
         goto fail;
