@@ -9,31 +9,12 @@
 #include "rl_clock.h"
 #include "rl_conn.h"
 #include "rl_engine.h"
+#include "rl_tls.h"
 
 #define RL_SWEEP_US 10000000       /* idle subscriptions/endpoints go after 2 sweeps */
 #define RL_SUB_BATCH 256
 
 static void sweep_timer(rl_timer *t, int64_t now);
-
-static char *dupstr(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-static int url_copy(rl_url *dst, const rl_url *src)
-{
-    *dst = *src;
-    dst->host = dupstr(src->host);
-    dst->path = dupstr(src->path);
-    dst->user = dupstr(src->user);
-    dst->password = dupstr(src->password);
-    if ((src->host && !dst->host) || (src->path && !dst->path) ||
-        (src->user && !dst->user) || (src->password && !dst->password)) {
-        rl_url_free(dst);
-        return -1;
-    }
-    return 0;
-}
 
 rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
 {
@@ -44,10 +25,11 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
             return ep;
     }
     rl_endpoint *ep = calloc(1, sizeof *ep);
-    if (!ep || url_copy(&ep->url, &l->url) < 0) {
+    if (!ep || rl_url_copy(&ep->url, &l->url) < 0) {
         free(ep);
         return NULL;
     }
+    ep->tls_ctx = rl_tls_ctx_ref(l->tls_ctx);
     ep->eng = eng;
     memcpy(ep->addr, l->addr, sizeof ep->addr);
     rl_url_format_safe(&ep->url, ep->display, sizeof ep->display);
@@ -337,6 +319,7 @@ void rl_endpoint_free(rl_endpoint *ep)
     }
     pthread_mutex_unlock(&eng->mu);
     rl_url_free(&ep->url);
+    rl_tls_ctx_free(ep->tls_ctx);
     free(ep);
 }
 

@@ -51,7 +51,7 @@ struct rl_endpoint {
     char display[256];             /* URL with the password masked */
     int64_t connect_timeout_us, command_timeout_us;
     rl_conn cmd, sub;
-    struct rl_tls_ctx *tls_ctx;    /* rediss://: made with the endpoint (rl_tls.h), NULL otherwise */
+    struct rl_tls_ctx *tls_ctx;    /* rediss://: a reference to the first lease's context (rl_tls.h), NULL otherwise */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */
@@ -132,6 +132,7 @@ struct rl_lease {
 
     /* configuration, immutable after rl_lease_new */
     rl_url url;
+    struct rl_tls_ctx *tls_ctx;    /* rediss://: made at creation (bad files fail there), one reference */
     char addr[64];
     char *key;       size_t keylen;
     char *tkey;      size_t tkeylen;    /* fencing counter, same slot */

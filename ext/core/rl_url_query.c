@@ -197,10 +197,10 @@ int rl_url_parse_query(const pctx *c, const char *q, const char *end, rl_url *ou
                                rl_url_fragment(c, &f, q, nlen));
         seen[id] = 1;
         if (params[id].scope == SCOPE_TLS && !out->tls)
-            return rl_url_fail(c, "TLS options need a rediss:// (or rediss+sentinel://) URL",
-                               "%s is only meaningful with TLS; use rediss://", params[id].name);
+            return rl_url_fail(c, "use rediss:// (or rediss+sentinel://) for TLS",
+                               "%s is only meaningful with TLS", params[id].name);
         if (params[id].scope == SCOPE_SENTINEL && out->kind != RL_URL_SENTINEL)
-            return rl_url_fail(c, "use a redis+sentinel:// URL, or give the server's password as password",
+            return rl_url_fail(c, "use a redis+sentinel:// URL (for the server itself: password, username)",
                                "%s is only meaningful in redis+sentinel:// URLs", params[id].name);
         q = seg_end;
         if (vlen == 0)   /* like redis-py (parse_qs), empty values are ignored */
