@@ -100,6 +100,8 @@ typedef struct rl_conn {
     rl_fifo fifo;                  /* reply callbacks in send order */
     rl_fifo orphans;               /* callbacks owed a NULL reply */
     int hs_pending;                /* handshake replies still expected, -1 failed */
+    int hs_kind;                   /* failed: rl_errkind (0: try again later) */
+    char hs_msg[640];              /* failed: why */
     int hs_index;                  /* which handshake reply comes next */
     const char *hs_what[8];        /* name of each handshake command */
     int hs_script[8];              /* script id of each SCRIPT LOAD */
