@@ -88,28 +88,6 @@ static int default_node_id(char *buf, size_t n, rl_error *err)
     return len;
 }
 
-static int resolve(rl_lease *l, rl_error *err)
-{
-    static const int families[2] = {AF_INET, AF_INET6};
-    int last = 0;
-    for (int i = 0; i < 2; i++) {
-        struct addrinfo hints, *res = NULL;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = families[i];
-        hints.ai_socktype = SOCK_STREAM;
-        last = getaddrinfo(l->url.host, NULL, &hints, &res);
-        if (last == 0 && res) {
-            int rc = getnameinfo(res->ai_addr, res->ai_addrlen, l->addr, sizeof l->addr,
-                                 NULL, 0, NI_NUMERICHOST);
-            freeaddrinfo(res);
-            if (rc == 0)
-                return 0;
-        }
-    }
-    return rl_seterr(err, RL_ECONN, "cannot resolve host '%s': %s; check the host name in the URL",
-                     l->url.host, gai_strerror(last));
-}
-
 /* What the URL adds: sentinel URLs are refused until the topology lands;
  * rediss:// gets its TLS context now, so a bad ssl_* file is a ValueError
  * here (the endpoint takes a reference); socket_timeout and
@@ -217,8 +195,8 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
                   strlen(l->url.path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
         goto fail;
     }
-    if (l->url.kind == RL_URL_TCP && resolve(l, err) < 0)
-        goto fail;
+    /* Host names are resolved by the connection, on every connect attempt:
+     * a name that does not resolve (yet) fails like a refused port. */
 
     l->id = atomic_fetch_add(&g_next_id, 1);
     l->fork_gen = rl_fork_generation();

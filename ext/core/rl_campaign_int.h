@@ -4,7 +4,6 @@
 #ifndef RL_CAMPAIGN_INT_H
 #define RL_CAMPAIGN_INT_H
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "rl_types.h"
@@ -27,11 +26,11 @@ int64_t rl_backoff(rl_lease *l, int64_t cap);
 void rl_maybe_finish_stop(rl_lease *l);
 
 /* rl_request.c */
-int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval);
+int rl_send_script(rl_lease *l, int script, rl_reply_fn *cb, int eval);
 void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r);
 /* The same, naming the server; for NOPERM, what the ACL user needs. */
 void rl_reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const redisReply *r);
-int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, redisCallbackFn *cb, int retry_ok);
+int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, rl_reply_fn *cb, int retry_ok);
 
 /* rl_publish.c */
 void rl_pub_deadline(rl_lease *l, int64_t token, int64_t deadline);

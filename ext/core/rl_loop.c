@@ -11,8 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/async.h>
-
 #include "rl_clock.h"
 #include "rl_conn.h"
 #include "rl_endpoint.h"
@@ -34,10 +32,8 @@ static void run_timers(rl_engine *e, int64_t now)
 static void flush_writes(rl_engine *e)
 {
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
-        if (ep->cmd.ac && ep->cmd.state >= RL_C_HANDSHAKE && (ep->cmd.events & POLLOUT))
-            redisAsyncHandleWrite(ep->cmd.ac);
-        if (ep->sub.ac && ep->sub.state >= RL_C_HANDSHAKE && (ep->sub.events & POLLOUT))
-            redisAsyncHandleWrite(ep->sub.ac);
+        rl_conn_flush(&ep->cmd);
+        rl_conn_flush(&ep->sub);
     }
 }
 
