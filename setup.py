@@ -8,19 +8,24 @@ import sys
 from setuptools import Extension, setup
 
 
-def pkg_config(*args):
+DEBIAN_PACKAGE = {"hiredis": "libhiredis-dev", "openssl": "libssl-dev"}
+
+
+def pkg_config(*args, lib="hiredis"):
     try:
-        out = subprocess.run(["pkg-config", *args, "hiredis"], check=True,
+        out = subprocess.run(["pkg-config", *args, lib], check=True,
                              capture_output=True, text=True).stdout
     except FileNotFoundError:
-        sys.exit("redlease: pkg-config is missing; on Debian: apt-get install pkg-config libhiredis-dev")
+        sys.exit("redlease: pkg-config is missing; on Debian: apt-get install pkg-config libhiredis-dev libssl-dev")
     except subprocess.CalledProcessError:
-        sys.exit("redlease: hiredis not found by pkg-config; on Debian: apt-get install libhiredis-dev")
+        sys.exit("redlease: %s not found by pkg-config; on Debian: apt-get install %s"
+                 % (lib, DEBIAN_PACKAGE[lib]))
     return shlex.split(out)
 
 
-cflags = pkg_config("--cflags")
-libs = pkg_config("--libs")
+# hiredis parses and formats RESP; OpenSSL (3.x) makes the rediss:// streams.
+cflags = pkg_config("--cflags") + pkg_config("--cflags", lib="openssl")
+libs = pkg_config("--libs") + pkg_config("--libs", lib="openssl")
 # Development builds (REDLEASE_DEV=1, set by scripts/ and CI) turn warnings into errors.
 warn = ["-Wall", "-Wextra"] + (["-Werror"] if os.environ.get("REDLEASE_DEV") == "1" else [])
 

@@ -35,6 +35,7 @@ typedef struct {
     PyObject *AuthenticationError;
     PyObject *RedisError;
     PyObject *PermissionError;
+    PyObject *TLSError;
     PyObject *LockNotOwnedError;
 } rl_modstate;
 

@@ -467,6 +467,8 @@ SIMPLE_GETTER(get_node_id, Py_NewRef(self->node_id))
 SIMPLE_GETTER(get_ttl, PyFloat_FromDouble(rl_lease_ttl(self->lease)))
 SIMPLE_GETTER(get_renew_interval, PyFloat_FromDouble(rl_lease_renew_interval(self->lease)))
 SIMPLE_GETTER(get_retry_interval, PyFloat_FromDouble(rl_lease_retry_interval(self->lease)))
+SIMPLE_GETTER(get_connect_timeout, PyFloat_FromDouble(rl_lease_connect_timeout(self->lease)))
+SIMPLE_GETTER(get_command_timeout, PyFloat_FromDouble(rl_lease_command_timeout(self->lease)))
 SIMPLE_GETTER(get_id, PyLong_FromUnsignedLongLong(rl_lease_id(self->lease)))
 SIMPLE_GETTER(get_stale, PyBool_FromLong(rl_lease_stale(self->lease)))
 SIMPLE_GETTER(get_phase, PyLong_FromLong(rl_lease_phase(self->lease)))
@@ -495,6 +497,10 @@ static PyGetSetDef Lease_getset[] = {
     {"renew_interval", (getter)get_renew_interval, NULL, "Seconds between renewals.", NULL},
     {"retry_interval", (getter)get_retry_interval, NULL, "Longest wait between acquire attempts.", NULL},
     {"url", (getter)get_url, NULL, "The Redis URL with any password masked.", NULL},
+    {"connect_timeout", (getter)get_connect_timeout, NULL,
+     "Connect timeout in seconds (the URL's socket_connect_timeout wins over the argument).", NULL},
+    {"command_timeout", (getter)get_command_timeout, NULL,
+     "Command timeout in seconds (the URL's socket_timeout wins over the argument).", NULL},
     {"_id", (getter)get_id, NULL, NULL, NULL},
     {"_phase", (getter)get_phase, NULL, NULL, NULL},
     {"_stale", (getter)get_stale, NULL, NULL, NULL},

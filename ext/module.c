@@ -45,6 +45,7 @@ PyObject *rl_raise(rl_modstate *st, const rl_error *err)
     case RL_ENOMEM: return PyErr_NoMemory();
     case RL_ESYS: type = PyExc_OSError; break;
     case RL_EPERM: type = st->PermissionError; break;
+    case RL_ETLS: type = st->TLSError; break;
     default: type = st->RedleaseError; break;
     }
     PyErr_SetString(type, err->msg);
@@ -328,6 +329,13 @@ static int module_exec(PyObject *m)
                                   st->RedisError);
     if (!st->PermissionError)
         return -1;
+    /* A ConnectionError (what retry loops catch), but one that waiting does
+     * not fix: a certificate, host name or protocol problem. */
+    st->TLSError = new_exc(m, "TLSError",
+                           "The TLS handshake with Redis was refused (certificate, host name, "
+                           "protocol); a ConnectionError.", st->ConnectionError);
+    if (!st->TLSError)
+        return -1;
 
     int major, minor, patch;
     rl_hiredis_version(&major, &minor, &patch);
@@ -375,6 +383,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->AuthenticationError);
     Py_VISIT(st->RedisError);
     Py_VISIT(st->PermissionError);
+    Py_VISIT(st->TLSError);
     Py_VISIT(st->LockNotOwnedError);
     return 0;
 }
@@ -389,6 +398,7 @@ static int module_clear(PyObject *m)
     Py_CLEAR(st->AuthenticationError);
     Py_CLEAR(st->RedisError);
     Py_CLEAR(st->PermissionError);
+    Py_CLEAR(st->TLSError);
     Py_CLEAR(st->LockNotOwnedError);
     return 0;
 }

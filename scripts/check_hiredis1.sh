@@ -24,5 +24,5 @@ done
 ar rcs "$TMP/libhiredis.a" "$TMP"/obj/*.o
 gcc -std=c11 -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -fsanitize=address,undefined \
     -I"$TMP/inc" -I"$ROOT/ext/core" "$ROOT/tests/c/test_engine.c" "$ROOT"/ext/core/*.c \
-    "$TMP/libhiredis.a" -lpthread -lm -o "$TMP/test_engine"
+    "$TMP/libhiredis.a" $(pkg-config --cflags --libs openssl) -lpthread -lm -o "$TMP/test_engine"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1 "$TMP/test_engine"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian (bookworm) machine.
 #
-#   1. apt packages: libhiredis-dev redis-server pkg-config build-essential
+#   1. apt packages: libhiredis-dev libssl-dev openssl redis-server pkg-config build-essential
 #      python3-venv -- installed only when one of them is missing
 #      (with sudo when not root).
 #   2. .venv in the repository, made with the `python3` found on PATH.
@@ -24,7 +24,7 @@ log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- apt packages
-APT_PACKAGES=(libhiredis-dev redis-server pkg-config build-essential python3-venv)
+APT_PACKAGES=(libhiredis-dev libssl-dev openssl redis-server pkg-config build-essential python3-venv)
 
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=()

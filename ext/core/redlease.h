@@ -66,6 +66,9 @@ const char *rl_lease_node_id(const rl_lease *l, size_t *len);
 double rl_lease_ttl(const rl_lease *l);
 double rl_lease_renew_interval(const rl_lease *l);
 double rl_lease_retry_interval(const rl_lease *l);
+/* Effective timeouts in seconds: the URL's socket_connect_timeout / socket_timeout, else the options'. */
+double rl_lease_connect_timeout(const rl_lease *l);
+double rl_lease_command_timeout(const rl_lease *l);
 int rl_lease_url_safe(const rl_lease *l, char *buf, size_t n);
 
 typedef struct rl_lease_info {

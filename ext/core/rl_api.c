@@ -15,6 +15,7 @@
 #include "rl_campaign.h"
 #include "rl_clock.h"
 #include "rl_engine.h"
+#include "rl_tls.h"
 #include "rl_types.h"
 #include "rl_api_int.h"
 
@@ -87,12 +88,46 @@ static int default_node_id(char *buf, size_t n, rl_error *err)
     return len;
 }
 
+/* What the URL adds: sentinel URLs are refused until the topology lands;
+ * rediss:// gets its TLS context now, so a bad ssl_* file is a ValueError
+ * here (the endpoint takes a reference); socket_timeout and
+ * socket_connect_timeout in the query win over the keyword arguments, as in
+ * redis-py. */
+static int url_options(rl_lease *l, const rl_lease_opts *o, rl_error *err)
+{
+    char safe[300], tlserr[512];
+    rl_url_format_safe(&l->url, safe, sizeof safe);
+    if (l->url.kind == RL_URL_SENTINEL)
+        return rl_seterr(err, RL_EVALUE, "Sentinel URLs are not supported yet (URL '%s'); "
+                         "give the master's redis:// or rediss:// URL", safe);
+    double cto = o->connect_timeout, cmd = o->command_timeout;
+    if (l->url.socket_connect_timeout >= 0) {
+        cto = l->url.socket_connect_timeout;
+        if (check_seconds("socket_connect_timeout (in the URL)", cto, 0.001, 86400.0, err) < 0)
+            return -1;
+    }
+    if (l->url.socket_timeout >= 0) {
+        cmd = l->url.socket_timeout;
+        if (check_seconds("socket_timeout (in the URL)", cmd, 0.001, 86400.0, err) < 0)
+            return -1;
+    }
+    l->conn_to_us = (int64_t)llround(cto * 1e6);
+    l->cmd_to_us = (int64_t)llround(cmd * 1e6);
+    if (l->url.tls) {
+        l->tls_ctx = rl_tls_ctx_new(&l->url.tls_opts, tlserr, sizeof tlserr);
+        if (!l->tls_ctx)
+            return rl_seterr(err, RL_EVALUE, "%s (URL '%s')", tlserr, safe);
+    }
+    return 0;
+}
+
 /* ---- lifetime ---- */
 
 static void lease_free(rl_lease *l)
 {
     rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
+    rl_tls_ctx_free(l->tls_ctx);
     free(l->key);
     free(l->tkey);
     free(l->channel);
@@ -163,12 +198,8 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
         free(l);
         return NULL;
     }
-    if (l->url.tls && !rl_has_tls()) {
-        rl_seterr(err, RL_EVALUE, "rediss:// (TLS) is not supported by this build of redlease "
-                  "(built against hiredis %s without TLS); use redis:// or a TLS-terminating proxy",
-                  rl_hiredis_version_string());
+    if (url_options(l, o, err) < 0)
         goto fail;
-    }
     if (l->url.kind == RL_URL_UNIX && strlen(l->url.path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
         rl_seterr(err, RL_EVALUE, "unix socket path is too long (%zu bytes, the limit is %zu)",
                   strlen(l->url.path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
@@ -185,8 +216,6 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     l->ttl_us = ttl_ms * 1000;
     l->renew_us = (int64_t)llround(renew * 1e6);
     l->retry_us = (int64_t)llround(retry * 1e6);
-    l->conn_to_us = (int64_t)llround(o->connect_timeout * 1e6);
-    l->cmd_to_us = (int64_t)llround(o->command_timeout * 1e6);
     l->drift_us = l->ttl_us / 100 + 2000;
     snprintf(l->ttl_ms, sizeof l->ttl_ms, "%lld", ttl_ms);
 
@@ -388,6 +417,8 @@ uint64_t rl_lease_id(const rl_lease *l) { return l->id; }
 double rl_lease_ttl(const rl_lease *l) { return (double)l->ttl_us / 1e6; }
 double rl_lease_renew_interval(const rl_lease *l) { return (double)l->renew_us / 1e6; }
 double rl_lease_retry_interval(const rl_lease *l) { return (double)l->retry_us / 1e6; }
+double rl_lease_connect_timeout(const rl_lease *l) { return (double)l->conn_to_us / 1e6; }
+double rl_lease_command_timeout(const rl_lease *l) { return (double)l->cmd_to_us / 1e6; }
 
 const char *rl_lease_key(const rl_lease *l, size_t *len)
 {
@@ -509,7 +540,7 @@ void rl_hiredis_version(int *major, int *minor, int *patch)
 
 int rl_has_tls(void)
 {
-    return 0;  /* TLS (hiredis >= 1.0 with hiredis_ssl) is not wired up yet */
+    return 1;  /* rediss:// with OpenSSL (rl_tls.c), whatever the hiredis version */
 }
 
 int rl_waker_add(int fd, rl_error *err)

@@ -1,13 +1,10 @@
 /* The connection's transport: resolve, socket, connect, stream handshake,
  * buffered writes, reads fed to hiredis's reply reader, the callback FIFO,
  * timeouts and reconnect backoff.  See rl_conn.h. */
-#include "rl_conn_int.h"
+#include "rl_conn.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +17,14 @@
 #include <hiredis/read.h>
 
 #include "rl_clock.h"
+#include "rl_conn_hs.h"
 #include "rl_engine.h"
 #include "rl_error.h"
 #include "rl_resolve.h"
+#include "rl_sock.h"
 #include "rl_stream.h"
 #include "rl_tls.h"
+#include "rl_wire.h"
 
 #define RL_CONN_BACKOFF_MIN_US 25000
 #define RL_CONN_BACKOFF_MAX_US 2000000
@@ -34,6 +34,7 @@
 
 static void conn_timer(rl_timer *t, int64_t now);
 static void try_next_addr(rl_conn *c);
+static void conn_fail(rl_conn *c, const char *why, int fatal_kind);
 
 void rl_conn_init(rl_conn *c, rl_engine *eng, const rl_conn_cfg *cfg,
                   const rl_conn_cbs *cbs, void *owner)
@@ -49,41 +50,12 @@ void rl_conn_init(rl_conn *c, rl_engine *eng, const rl_conn_cfg *cfg,
     rl_timer_init(&c->timer, conn_timer);
 }
 
-/* ---- the FIFO of reply callbacks ---- */
-
-static int fifo_push(rl_fifo *f, rl_reply_fn *fn, void *priv, int counted)
-{
-    if (f->n == f->cap) {
-        size_t ncap = f->cap ? 2 * f->cap : 16;
-        rl_pend *nv = malloc(ncap * sizeof *nv);
-        if (!nv)
-            return -1;
-        for (size_t i = 0; i < f->n; i++)
-            nv[i] = f->v[(f->head + i) % f->cap];
-        free(f->v);
-        f->v = nv;
-        f->head = 0;
-        f->cap = ncap;
-    }
-    f->v[(f->head + f->n) % f->cap] = (rl_pend){fn, priv, counted};
-    f->n++;
-    return 0;
-}
-
-static rl_pend fifo_pop(rl_fifo *f)
-{
-    rl_pend p = f->v[f->head];
-    f->head = (f->head + 1) % f->cap;
-    f->n--;
-    return p;
-}
-
 /* Every callback still owed a reply gets NULL, once, in order.  Callbacks
  * may queue more orphans (a close from inside one): they run too. */
 static void run_orphans(rl_conn *c)
 {
     while (c->orphans.n) {
-        rl_pend p = fifo_pop(&c->orphans);
+        rl_pend p = rl_fifo_pop(&c->orphans);
         p.fn(NULL, p.priv);
     }
 }
@@ -131,10 +103,10 @@ static void teardown(rl_conn *c)
         freeaddrinfo(c->ai);
         c->ai = c->ai_next = NULL;
     }
-    c->olen = c->opos = 0;
+    rl_wire_reset(c);
     while (c->fifo.n) {
-        rl_pend p = fifo_pop(&c->fifo);
-        if (p.fn && fifo_push(&c->orphans, p.fn, p.priv, 0) < 0)
+        rl_pend p = rl_fifo_pop(&c->fifo);
+        if (p.fn && rl_fifo_push(&c->orphans, p.fn, p.priv, 0) < 0)
             p.fn(NULL, p.priv);    /* out of memory: run it here */
     }
     c->pending = 0;
@@ -160,7 +132,7 @@ static int64_t backoff_us(rl_conn *c, int fatal)
  * the next attempt is planned, the owner is told.  fatal_kind != 0 when
  * the server refused our credentials, database or TLS handshake, which
  * waiting callers must see as an exception. */
-void rl_conn_fail(rl_conn *c, const char *why, int fatal_kind)
+static void conn_fail(rl_conn *c, const char *why, int fatal_kind)
 {
     int was_ready = c->state == RL_C_READY;
     c->failing = 1;
@@ -179,24 +151,12 @@ void rl_conn_fail(rl_conn *c, const char *why, int fatal_kind)
     c->cbs->down(c->owner, c, why, fatal_kind);
 }
 
-void rl_conn_ready(rl_conn *c)
+static void conn_ready(rl_conn *c)
 {
     c->state = RL_C_READY;
     c->failures = 0;
     rl_heap_cancel(&c->eng->timers, &c->timer);
     c->cbs->ready(c->owner, c);
-}
-
-/* ---- events wanted ---- */
-
-static void update_events(rl_conn *c)
-{
-    if (c->fd < 0 || !c->sock || c->state < RL_C_HANDSHAKE)
-        return;
-    short ev = c->rd_want ? c->rd_want : POLLIN;
-    if (c->olen > c->opos)
-        ev |= c->wr_want ? c->wr_want : POLLOUT;
-    c->events = ev;
 }
 
 /* ---- connecting ---- */
@@ -215,18 +175,21 @@ static void stream_handshake(rl_conn *c)
         char why[640];
         snprintf(why, sizeof why, "TLS handshake with %s failed: %s", c->cfg.display,
                  err[0] ? err : "unknown error");
-        rl_conn_fail(c, why, permanent ? RL_ETLS : 0);
+        conn_fail(c, why, permanent ? RL_ETLS : 0);
         return;
     }
     c->reader = redisReaderCreate();
     if (!c->reader) {
-        rl_conn_fail(c, "cannot connect: out of memory", 0);
+        conn_fail(c, "cannot connect: out of memory", 0);
         return;
     }
     c->state = RL_C_HANDSHAKE;
     c->rd_want = c->wr_want = 0;
-    update_events(c);
-    rl_conn_start_handshake(c);
+    if (rl_hs_start(c) < 0) {
+        conn_fail(c, "cannot connect: out of memory", 0);
+        return;
+    }
+    rl_wire_events(c);
 }
 
 /* The socket is connected: make the stream on it and shake hands. */
@@ -245,35 +208,14 @@ static void connected(rl_conn *c)
         char why[640];
         if (c->cfg.tls_ctx) {
             snprintf(why, sizeof why, "TLS with %s failed: %s", c->cfg.display, err[0] ? err : "unknown error");
-            rl_conn_fail(c, why, RL_ETLS);
+            conn_fail(c, why, RL_ETLS);
         } else {
-            rl_conn_fail(c, "cannot connect: out of memory", 0);
+            conn_fail(c, "cannot connect: out of memory", 0);
         }
         return;
     }
     c->state = RL_C_STREAM;
     stream_handshake(c);
-}
-
-static void sock_options(rl_conn *c, int fd)
-{
-    if (c->cfg.kind != RL_URL_TCP)
-        return;
-    /* Best effort: a socket without them still works. */
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-#ifdef TCP_KEEPIDLE
-    int idle = 15, intvl = 5, cnt = 3;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
-#endif
-}
-
-static void addr_failed(rl_conn *c, const char *what, int err)
-{
-    snprintf(c->last_err, sizeof c->last_err, "%s%s", what, strerror(err));
 }
 
 /* Starts a connect to the next address; on to the one after when it fails
@@ -283,11 +225,11 @@ static void try_next_addr(rl_conn *c)
     while (c->ai_next) {
         struct addrinfo *a = c->ai_next;
         c->ai_next = a->ai_next;
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            addr_failed(c, "socket: ", errno);
+        int fd;
+        int rc = rl_sock_connect(a->ai_family, a->ai_socktype, a->ai_protocol, a->ai_addr,
+                                 a->ai_addrlen, &fd, c->last_err, sizeof c->last_err);
+        if (rc < 0)
             continue;
-        }
         /* A socket the engine does not know of would stay open in a fork child. */
         if (rl_engine_track_fd(c->eng, fd) < 0) {
             close(fd);
@@ -295,40 +237,30 @@ static void try_next_addr(rl_conn *c)
             continue;
         }
         set_fd(c, fd, 1, POLLOUT);
-        sock_options(c, fd);
-        int rc;
-        do
-            rc = connect(fd, a->ai_addr, a->ai_addrlen);
-        while (rc < 0 && errno == EINTR);
-        if (rc == 0) {
+        if (rc == 1) {
             connected(c);
             return;
         }
-        if (errno == EINPROGRESS || errno == EAGAIN) {
-            c->state = RL_C_CONNECTING;
-            return;             /* poll for POLLOUT */
-        }
-        addr_failed(c, "", errno);
-        close_fd(c);
+        c->state = RL_C_CONNECTING;
+        return;                 /* poll for POLLOUT */
     }
     char why[640];
     snprintf(why, sizeof why, "cannot connect to %s: %s", c->cfg.display,
              c->last_err[0] ? c->last_err : "no address to connect to");
-    rl_conn_fail(c, why, 0);
+    conn_fail(c, why, 0);
 }
 
 static void connect_done(rl_conn *c)
 {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
+    int err = rl_sock_result(c->fd);
     if (err == 0) {
         connected(c);
         return;
     }
-    addr_failed(c, "", err);
+    snprintf(c->last_err, sizeof c->last_err, "%s", strerror(err));
     close_fd(c);
+    if (c->cfg.kind == RL_URL_UNIX)
+        c->ai_next = NULL;
     try_next_addr(c);
 }
 
@@ -345,45 +277,36 @@ static void resolved(rl_conn *c)
         char why[640];
         snprintf(why, sizeof why, "cannot resolve host '%s': %s; check the host name in the URL",
                  c->cfg.host, gai_strerror(gai));
-        rl_conn_fail(c, why, 0);
+        conn_fail(c, why, 0);
         return;
     }
     c->ai = c->ai_next = res;
     try_next_addr(c);
 }
 
-/* A unix socket path as a one-entry address list (freed by freeaddrinfo's
- * caller: we allocate it the same way getaddrinfo does not, so keep it
- * apart). */
 static void connect_unix(rl_conn *c)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->cfg.path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    char why[640];
-    if (fd < 0 || rl_engine_track_fd(c->eng, fd) < 0) {
-        snprintf(why, sizeof why, "cannot connect to %s: %s", c->cfg.display,
-                 fd < 0 ? strerror(errno) : "out of memory");
-        if (fd >= 0)
-            close(fd);
-        rl_conn_fail(c, why, 0);
+    int fd;
+    int rc = rl_sock_connect(AF_UNIX, SOCK_STREAM, 0, (struct sockaddr *)&sa, sizeof sa, &fd,
+                             c->last_err, sizeof c->last_err);
+    if (rc >= 0 && rl_engine_track_fd(c->eng, fd) < 0) {
+        close(fd);
+        snprintf(c->last_err, sizeof c->last_err, "out of memory");
+        rc = -1;
+    }
+    if (rc < 0) {
+        try_next_addr(c);        /* no addresses: fails with last_err */
         return;
     }
     set_fd(c, fd, 1, POLLOUT);
-    int rc;
-    do
-        rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-    while (rc < 0 && errno == EINTR);
-    if (rc == 0) {
+    if (rc == 1)
         connected(c);
-    } else if (errno == EINPROGRESS || errno == EAGAIN) {
+    else
         c->state = RL_C_CONNECTING;
-    } else {
-        snprintf(why, sizeof why, "cannot connect to %s: %s", c->cfg.display, strerror(errno));
-        rl_conn_fail(c, why, 0);
-    }
 }
 
 void rl_conn_connect(rl_conn *c)
@@ -413,12 +336,12 @@ void rl_conn_connect(rl_conn *c)
     if (!c->resolving) {
         char why[640];
         snprintf(why, sizeof why, "cannot resolve host '%s': %s", c->cfg.host, err);
-        rl_conn_fail(c, why, 0);
+        conn_fail(c, why, 0);
         return;
     }
     int fd = rl_resolve_fd(c->resolving);
     if (rl_engine_track_fd(c->eng, fd) < 0) {
-        rl_conn_fail(c, "cannot connect: out of memory", 0);
+        conn_fail(c, "cannot connect: out of memory", 0);
         return;
     }
     set_fd(c, fd, 0, POLLIN);
@@ -426,52 +349,13 @@ void rl_conn_connect(rl_conn *c)
 
 /* ---- writing ---- */
 
-int rl_conn_queue(rl_conn *c, rl_reply_fn *fn, void *priv, int counted,
-                  int argc, const char **argv, const size_t *lens)
-{
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0 || !cmd)
-        return -1;
-    size_t need = c->olen + (size_t)len;
-    if (need > c->ocap) {
-        if (c->opos > 0) {        /* reclaim what was written */
-            memmove(c->obuf, c->obuf + c->opos, c->olen - c->opos);
-            c->olen -= c->opos;
-            c->opos = 0;
-            need = c->olen + (size_t)len;
-        }
-        if (need > c->ocap) {
-            size_t ncap = c->ocap ? c->ocap : 4096;
-            while (ncap < need)
-                ncap *= 2;
-            char *nb = realloc(c->obuf, ncap);
-            if (!nb) {
-                redisFreeCommand(cmd);
-                return -1;
-            }
-            c->obuf = nb;
-            c->ocap = ncap;
-        }
-    }
-    if (fn && fifo_push(&c->fifo, fn, priv, counted) < 0) {
-        redisFreeCommand(cmd);
-        return -1;
-    }
-    memcpy(c->obuf + c->olen, cmd, (size_t)len);
-    c->olen += (size_t)len;
-    redisFreeCommand(cmd);
-    update_events(c);
-    return 0;
-}
-
 int rl_conn_send(rl_conn *c, rl_reply_fn *fn, void *priv,
                  int argc, const char **argv, const size_t *lens)
 {
     if (c->state < RL_C_HANDSHAKE)
         return -1;
     int counted = !c->is_sub && fn;
-    if (rl_conn_queue(c, fn, priv, counted, argc, argv, lens) < 0)
+    if (rl_wire_queue(c, fn, priv, counted, argc, argv, lens) < 0)
         return -1;
     atomic_fetch_add(&c->eng->st_commands, 1);
     if (counted) {
@@ -484,32 +368,16 @@ int rl_conn_send(rl_conn *c, rl_reply_fn *fn, void *priv,
     return 0;
 }
 
-/* Writes until done or the stream would block.  0, or -1 after a failure
- * (the connection is down then). */
+/* Writes what is queued; 0, or -1 after a failure (the connection is down then). */
 static int write_out(rl_conn *c)
 {
-    while (c->opos < c->olen) {
-        short want = 0;
-        char err[256] = "";
-        long n = c->stream->ops->write(c->stream, c->obuf + c->opos, c->olen - c->opos, &want, err, sizeof err);
-        if (n > 0) {
-            c->opos += (size_t)n;
-            continue;
-        }
-        if (n < 0 && want) {
-            c->wr_want = want;
-            update_events(c);
-            return 0;
-        }
-        char why[640];
-        snprintf(why, sizeof why, "connection lost: %s", err[0] ? err : "write failed");
-        rl_conn_fail(c, why, 0);
-        return -1;
-    }
-    c->olen = c->opos = 0;
-    c->wr_want = 0;
-    update_events(c);
-    return 0;
+    char err[256] = "";
+    if (rl_wire_write(c, err, sizeof err) == 0)
+        return 0;
+    char why[640];
+    snprintf(why, sizeof why, "connection lost: %s", err[0] ? err : "write failed");
+    conn_fail(c, why, 0);
+    return -1;
 }
 
 /* ---- reading ---- */
@@ -527,14 +395,14 @@ static void dispatch(rl_conn *c)
             snprintf(why, sizeof why, "connection lost: protocol error from %s: %s", c->cfg.display,
                      ((redisReader *)c->reader)->errstr);
             c->dispatching--;
-            rl_conn_fail(c, why, 0);
+            conn_fail(c, why, 0);
             return;
         }
         if (!r)
             break;
         c->progress_us = rl_now_us();
         if (c->fifo.n) {
-            rl_pend p = fifo_pop(&c->fifo);
+            rl_pend p = rl_fifo_pop(&c->fifo);
             if (p.counted && c->pending > 0)
                 c->pending--;
             p.fn(r, p.priv);
@@ -542,6 +410,16 @@ static void dispatch(rl_conn *c)
             c->cbs->message(c->owner, c, r);
         }
         freeReplyObject(r);
+        if (c->gen == gen && c->state == RL_C_HANDSHAKE && c->hs_pending <= 0) {
+            /* The handshake is over: outside the callback's bracket, so
+             * that a failure hands out the NULL replies before "down". */
+            c->dispatching--;
+            if (c->hs_pending == 0)
+                conn_ready(c);
+            else
+                conn_fail(c, c->hs_msg, c->hs_kind);
+            c->dispatching++;
+        }
     }
     c->dispatching--;
     if (!c->dispatching)
@@ -558,7 +436,7 @@ static void read_in(rl_conn *c)
         long n = c->stream->ops->read(c->stream, buf, sizeof buf, &want, err, sizeof err);
         if (n > 0) {
             if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
-                rl_conn_fail(c, "connection lost: out of memory", 0);
+                conn_fail(c, "connection lost: out of memory", 0);
                 return;
             }
             dispatch(c);
@@ -566,7 +444,7 @@ static void read_in(rl_conn *c)
         }
         if (n < 0 && want) {
             c->rd_want = want == POLLIN ? 0 : want;
-            update_events(c);
+            rl_wire_events(c);
             if (!c->stream->ops->pending(c->stream))
                 return;
             continue;
@@ -576,7 +454,7 @@ static void read_in(rl_conn *c)
             snprintf(why, sizeof why, "connection closed by %s", c->cfg.display);
         else
             snprintf(why, sizeof why, "connection lost: %s", err[0] ? err : "read failed");
-        rl_conn_fail(c, why, 0);
+        conn_fail(c, why, 0);
         return;
     }
 }
@@ -625,7 +503,7 @@ void rl_conn_drop(rl_conn *c, const char *why)
 {
     if (c->state == RL_C_DOWN)
         return;
-    rl_conn_fail(c, why, 0);
+    conn_fail(c, why, 0);
 }
 
 void rl_conn_close(rl_conn *c)
@@ -640,13 +518,7 @@ void rl_conn_close(rl_conn *c)
 void rl_conn_free(rl_conn *c)
 {
     rl_conn_close(c);
-    free(c->obuf);
-    c->obuf = NULL;
-    c->ocap = 0;
-    free(c->fifo.v);
-    free(c->orphans.v);
-    memset(&c->fifo, 0, sizeof c->fifo);
-    memset(&c->orphans, 0, sizeof c->orphans);
+    rl_wire_free(c);
 }
 
 static void conn_timer(rl_timer *t, int64_t now)

@@ -10,6 +10,7 @@
 #ifndef RL_CONN_H
 #define RL_CONN_H
 
+#include "rl_reply.h"   /* rl_reply_errkind, for the layers above */
 #include "rl_types.h"
 
 void rl_conn_init(rl_conn *c, rl_engine *eng, const rl_conn_cfg *cfg,
@@ -29,9 +30,5 @@ void rl_conn_free(rl_conn *c);                 /* close and free its buffers */
 void rl_conn_handle(rl_conn *c, short revents); /* poll said the fd is ready */
 /* Before polling: write what is queued, read what the stream buffered. */
 void rl_conn_flush(rl_conn *c);
-
-/* Classify an error reply: 0 transient, else an rl_errkind. */
-int rl_reply_errkind(const char *s, size_t len);
-int rl_reply_is_noscript(const char *s, size_t len);
 
 #endif

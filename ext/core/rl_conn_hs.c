@@ -1,12 +1,15 @@
 /* The Redis side of bringing a connection up: AUTH, CLIENT SETNAME,
  * SELECT, SCRIPT LOAD, and what an error reply to each of them means.
- * Also the classification of error replies shared with the lease layer. */
+ * Records the outcome in the connection (hs_pending 0: done, -1: failed
+ * with hs_kind/hs_msg); rl_conn.c acts on it after each reply. */
 #include <stdio.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
 
-#include "rl_conn_int.h"
+#include "rl_conn_hs.h"
+#include "rl_reply.h"
+#include "rl_wire.h"
 #include "rl_error.h"
 #include "rl_scripts.h"
 
@@ -48,29 +51,31 @@ static void hs_reply(redisReply *reply, void *priv)
                 snprintf(msg, sizeof msg, "%s refused by %s: %.*s", what, c->cfg.display, n, reply->str);
         }
         c->hs_pending = -1;
-        rl_conn_fail(c, msg, kind);
+        c->hs_kind = kind;
+        snprintf(c->hs_msg, sizeof c->hs_msg, "%s", msg);
         return;
     } else if (reply->type == REDIS_REPLY_STRING && strncmp(what, "SCRIPT", 6) == 0 && c->cfg.sha) {
         int s = c->hs_script[c->hs_index];
         snprintf(c->cfg.sha[s], sizeof c->cfg.sha[s], "%.*s", (int)(reply->len > 47 ? 47 : reply->len), reply->str);
     }
     c->hs_index++;
-    if (--c->hs_pending == 0)
-        rl_conn_ready(c);
+    c->hs_pending--;
 }
 
 static int hs_send(rl_conn *c, int *n, const char *what, int argc, const char **argv, const size_t *lens)
 {
     c->hs_what[*n] = what;
     (*n)++;
-    return rl_conn_queue(c, hs_reply, c, 0, argc, argv, lens);
+    return rl_wire_queue(c, hs_reply, c, 0, argc, argv, lens);
 }
 
-void rl_conn_start_handshake(rl_conn *c)
+int rl_hs_start(rl_conn *c)
 {
     const rl_conn_cfg *cfg = &c->cfg;
     int n = 0;
     c->hs_pending = 0;
+    c->hs_kind = 0;
+    c->hs_msg[0] = 0;
     c->hs_index = 0;
     if (cfg->password) {
         const char *argv[3] = {"AUTH", NULL, NULL};
@@ -115,35 +120,9 @@ void rl_conn_start_handshake(rl_conn *c)
     }
     c->hs_pending = n;
     atomic_fetch_add(&c->eng->st_commands, (unsigned long long)n);
-    return;
+    return 0;
 fail:
     c->hs_pending = -1;
-    rl_conn_fail(c, "cannot connect: out of memory", 0);
+    return -1;
 }
 
-static int prefix(const char *s, size_t len, const char *p)
-{
-    size_t n = strlen(p);
-    return len >= n && memcmp(s, p, n) == 0;
-}
-
-int rl_reply_is_noscript(const char *s, size_t len)
-{
-    return prefix(s, len, "NOSCRIPT");
-}
-
-int rl_reply_errkind(const char *s, size_t len)
-{
-    static const char *const transient[] = {
-        "LOADING", "READONLY", "OOM", "BUSY", "MASTERDOWN", "TRYAGAIN",
-        "CLUSTERDOWN", "NOREPLICAS", NULL,
-    };
-    for (int i = 0; transient[i]; i++)
-        if (prefix(s, len, transient[i]))
-            return 0;
-    if (prefix(s, len, "NOAUTH") || prefix(s, len, "WRONGPASS"))
-        return RL_EAUTH;
-    if (prefix(s, len, "NOPERM"))
-        return RL_EPERM;
-    return RL_EREDIS;
-}

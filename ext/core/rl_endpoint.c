@@ -11,42 +11,13 @@
 #include "rl_clock.h"
 #include "rl_conn.h"
 #include "rl_engine.h"
+#include "rl_tls.h"
 
 #define RL_SWEEP_US 10000000       /* idle subscriptions/endpoints go after 2 sweeps */
 #define RL_SUB_BATCH 256
 
 static void sweep_timer(rl_timer *t, int64_t now);
 static const rl_conn_cbs cmd_cbs, sub_cbs;
-
-static char *dupstr(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-static int url_copy(rl_url *dst, const rl_url *src)
-{
-    *dst = *src;
-    dst->host = dupstr(src->host);
-    dst->path = dupstr(src->path);
-    dst->user = dupstr(src->user);
-    dst->password = dupstr(src->password);
-    dst->client_name = dupstr(src->client_name);
-    dst->tls_opts.ca_certs = dupstr(src->tls_opts.ca_certs);
-    dst->tls_opts.ca_path = dupstr(src->tls_opts.ca_path);
-    dst->tls_opts.certfile = dupstr(src->tls_opts.certfile);
-    dst->tls_opts.keyfile = dupstr(src->tls_opts.keyfile);
-    if ((src->host && !dst->host) || (src->path && !dst->path) ||
-        (src->user && !dst->user) || (src->password && !dst->password) ||
-        (src->client_name && !dst->client_name) ||
-        (src->tls_opts.ca_certs && !dst->tls_opts.ca_certs) ||
-        (src->tls_opts.ca_path && !dst->tls_opts.ca_path) ||
-        (src->tls_opts.certfile && !dst->tls_opts.certfile) ||
-        (src->tls_opts.keyfile && !dst->tls_opts.keyfile)) {
-        rl_url_free(dst);
-        return -1;
-    }
-    return 0;
-}
 
 static int same_str(const char *a, const char *b)
 {
@@ -86,10 +57,11 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
             return ep;
     }
     rl_endpoint *ep = calloc(1, sizeof *ep);
-    if (!ep || url_copy(&ep->url, &l->url) < 0) {
+    if (!ep || rl_url_copy(&ep->url, &l->url) < 0) {
         free(ep);
         return NULL;
     }
+    ep->tls_ctx = rl_tls_ctx_ref(l->tls_ctx);
     ep->eng = eng;
     rl_url_format_safe(&ep->url, ep->display, sizeof ep->display);
     ep->connect_timeout_us = l->conn_to_us;
@@ -381,8 +353,7 @@ void rl_endpoint_free(rl_endpoint *ep)
     }
     pthread_mutex_unlock(&eng->mu);
     rl_url_free(&ep->url);
-    if (ep->tls_ctx)
-        rl_tls_ctx_free(ep->tls_ctx);
+    rl_tls_ctx_free(ep->tls_ctx);
     free(ep);
 }
 

@@ -100,6 +100,8 @@ typedef struct rl_conn {
     rl_fifo fifo;                  /* reply callbacks in send order */
     rl_fifo orphans;               /* callbacks owed a NULL reply */
     int hs_pending;                /* handshake replies still expected, -1 failed */
+    int hs_kind;                   /* failed: rl_errkind (0: try again later) */
+    char hs_msg[640];              /* failed: why */
     int hs_index;                  /* which handshake reply comes next */
     const char *hs_what[8];        /* name of each handshake command */
     int hs_script[8];              /* script id of each SCRIPT LOAD */
@@ -117,7 +119,7 @@ struct rl_endpoint {
     char display[256];             /* URL with the password masked */
     int64_t connect_timeout_us, command_timeout_us;
     rl_conn cmd, sub;
-    struct rl_tls_ctx *tls_ctx;    /* rediss://: made with the endpoint (rl_tls.h), NULL otherwise */
+    struct rl_tls_ctx *tls_ctx;    /* rediss://: a reference to the first lease's context (rl_tls.h), NULL otherwise */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */
@@ -210,6 +212,7 @@ struct rl_lease {
 
     /* configuration, immutable after rl_lease_new */
     rl_url url;
+    struct rl_tls_ctx *tls_ctx;    /* rediss://: made at creation (bad files fail there), one reference */
     char *key;       size_t keylen;
     char *tkey;      size_t tkeylen;    /* fencing counter, same slot */
     char *channel;   size_t chlen;      /* release notifications */

@@ -5,16 +5,27 @@
  *   rediss://...                      (same as redis://, tls = 1)
  *   unix://[[user]:password@]/path/to/sock[?query]
  *   unix:/path/to/sock[?query]
- * where query is '&'-separated name=value pairs among db, password, username.
+ *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service_name[/db][?query]
+ *   rediss+sentinel://...             (TLS to the sentinels and the servers)
+ * where query is '&'-separated name=value pairs (redis-py's names):
+ *   db, password, username                       every form
+ *   socket_timeout, socket_connect_timeout       seconds > 0 (command / connect timeout)
+ *   client_name                                  CLIENT SETNAME (default "redlease")
+ *   protocol                                     2 or 3 (redlease speaks RESP2: no effect)
+ *   ssl_cert_reqs, ssl_ca_certs, ssl_ca_path,
+ *   ssl_certfile, ssl_keyfile, ssl_check_hostname    rediss:// and rediss+sentinel:// only
+ *   sentinel_username, sentinel_password         sentinel forms only
  * A db given in the query overrides a db given in the path; a password or
- * username given both in the userinfo and in the query is rejected.
+ * username given both in the userinfo and in the query is rejected.  In a
+ * sentinel URL the userinfo (and password/username) is for the Redis
+ * servers; sentinel_username/sentinel_password for the sentinels.
  */
 #ifndef RL_URL_H
 #define RL_URL_H
 
 #include <stddef.h>
 
-enum { RL_URL_TCP = 1, RL_URL_UNIX = 2 };
+enum { RL_URL_TCP = 1, RL_URL_UNIX = 2, RL_URL_SENTINEL = 3 };
 
 /* ssl_cert_reqs */
 enum { RL_TLS_REQ_NONE = 0, RL_TLS_REQ_OPTIONAL = 1, RL_TLS_REQ_REQUIRED = 2 };
@@ -29,9 +40,15 @@ typedef struct rl_tls_opts {
     char *keyfile;       /* ssl_keyfile: its key (default: the certfile) */
 } rl_tls_opts;
 
+/* One sentinel of a sentinel URL. */
+typedef struct rl_url_hostport {
+    char *host;      /* as rl_url.host */
+    int port;        /* default 26379 */
+} rl_url_hostport;
+
 typedef struct rl_url {
-    int kind;        /* RL_URL_TCP or RL_URL_UNIX */
-    int tls;         /* 1 for rediss:// */
+    int kind;        /* RL_URL_TCP, RL_URL_UNIX or RL_URL_SENTINEL */
+    int tls;         /* 1 for rediss:// and rediss+sentinel:// */
     char *host;      /* TCP: host, percent-decoded, IPv6 brackets stripped ("::1"); NULL for unix */
     int port;        /* TCP: 1..65535, default 6379 */
     char *path;      /* UNIX: socket path, percent-decoded; NULL for tcp */
@@ -42,6 +59,13 @@ typedef struct rl_url {
     char *client_name;           /* client_name: sent with CLIENT SETNAME; NULL means "redlease" */
     double socket_timeout;       /* seconds, < 0 if not given (-> command timeout) */
     double socket_connect_timeout; /* seconds, < 0 if not given (-> connect timeout) */
+    int protocol;                /* 2 or 3 as given, 0 if not given (redlease speaks RESP2 either way) */
+    /* RL_URL_SENTINEL: host/port above are unused (NULL/0) */
+    rl_url_hostport *sentinels;  /* nsentinels entries, in URL order */
+    int nsentinels;
+    char *service_name;          /* the master's name, percent-decoded */
+    char *sentinel_user;         /* sentinel_username, NULL if none */
+    char *sentinel_password;     /* sentinel_password, NULL if none */
 } rl_url;
 
 /* Returns 0 and fills *out (all strings malloc'd, owned by out) or -1 and writes a one-line
@@ -52,11 +76,17 @@ int rl_url_parse(const char *s, size_t len, rl_url *out, char *err, size_t errle
 /* Frees strings, zeroes struct; safe on a zeroed struct. */
 void rl_url_free(rl_url *u);
 
-/* Writes a display form with the password replaced by "***" (e.g. "redis://user:***@host:6379/0",
-   "unix:///tmp/r.sock?db=2"); returns number of chars (snprintf-like). */
+/* Deep copy: 0, or -1 when out of memory (dst then holds nothing to free). */
+int rl_url_copy(rl_url *dst, const rl_url *src);
+
+/* Writes a display form with every password replaced by "***" (e.g. "redis://user:***@host:6379/0",
+   "unix:///tmp/r.sock?db=2", "redis+sentinel://:***@s1:26379,s2:26379/mymaster/0?sentinel_password=***");
+   TLS options, timeouts and client_name are not shown.  Returns number of chars (snprintf-like). */
 int rl_url_format_safe(const rl_url *u, char *buf, size_t buflen);
 
-/* 1 if a and b name the same server connection (kind, tls, host, port, path, db, user, password). */
+/* 1 if a and b name the same server connection (kind, tls, host, port, path, db, user, password,
+   TLS options, client_name; for sentinel URLs the sentinel list, service name and sentinel
+   credentials).  Timeouts are compared by the caller (they may come from keyword arguments). */
 int rl_url_same_endpoint(const rl_url *a, const rl_url *b);
 
 #endif /* RL_URL_H */

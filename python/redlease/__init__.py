@@ -14,6 +14,7 @@ from ._redlease import (
     PermissionError,
     RedisError,
     RedleaseError,
+    TLSError,
     hiredis_version,
 )
 from ._lock import Lock
@@ -35,6 +36,7 @@ __all__ = [
     "ConnectionError",
     "AuthenticationError",
     "PermissionError",
+    "TLSError",
     "RedisError",
     "LockNotOwnedError",
     "Key",

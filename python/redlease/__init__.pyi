@@ -9,6 +9,7 @@ from ._redlease import (
     PermissionError as PermissionError,
     RedisError as RedisError,
     RedleaseError as RedleaseError,
+    TLSError as TLSError,
     LeaseBase,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "ConnectionError",
     "AuthenticationError",
     "PermissionError",
+    "TLSError",
     "RedisError",
     "LockNotOwnedError",
     "Key",
@@ -123,6 +125,10 @@ class Lock:
     def renew_interval(self) -> float: ...
     @property
     def retry_interval(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def command_timeout(self) -> float: ...
     def acquire(self, blocking: bool = ..., timeout: Optional[float] = ...) -> bool: ...
     def release(self) -> None: ...
     def locked(self, timeout: float = ...) -> bool: ...

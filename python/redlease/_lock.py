@@ -123,8 +123,9 @@ class Lock(_c.LeaseBase):
                          command_timeout=command_timeout, _mode=_c.MODE_LOCK,
                          _auto_renew=bool(auto_renew))
         self.auto_renew = bool(auto_renew)
-        self._connect_timeout = float(connect_timeout)
-        self._cmd_timeout = float(command_timeout)
+        # The effective ones: the URL's socket_connect_timeout/socket_timeout win.
+        self._connect_timeout = self.connect_timeout
+        self._cmd_timeout = self.command_timeout
         self._qkey = (self.url, key.encode("utf-8") if isinstance(key, str) else bytes(key))
         self._owner = None     # ident of the thread that holds (or is acquiring) it
         self._busy = False     # an acquire or release of this object is under way

@@ -10,6 +10,21 @@ class RedisReplyError(Exception):
     """The server answered with an error reply."""
 
 
+def _tls_context(q):
+    """An ssl context from the URL's ssl_* parameters (the engine validated them)."""
+    last = {k: v[-1] for k, v in q.items()}
+    reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+            "required": ssl.CERT_REQUIRED}[last.get("ssl_cert_reqs", "required").lower()]
+    ctx = ssl.create_default_context(cafile=last.get("ssl_ca_certs"), capath=last.get("ssl_ca_path"))
+    check = last.get("ssl_check_hostname")
+    ctx.check_hostname = (reqs == ssl.CERT_REQUIRED if check is None
+                          else check.lower() in ("1", "true", "yes")) and reqs != ssl.CERT_NONE
+    ctx.verify_mode = reqs
+    if last.get("ssl_certfile"):
+        ctx.load_cert_chain(last["ssl_certfile"], last.get("ssl_keyfile"))
+    return ctx
+
+
 class RespConn:
     def __init__(self, url, timeout):
         u = urlsplit(url)
@@ -34,8 +49,7 @@ class RespConn:
                 db = int(path)
             self.sock = socket.create_connection((host, port), timeout)
             if scheme == "rediss":
-                ctx = ssl.create_default_context()
-                self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
+                self.sock = _tls_context(q).wrap_socket(self.sock, server_hostname=host)
         else:
             raise ValueError("unsupported URL scheme %r" % scheme)
         if "db" in q:

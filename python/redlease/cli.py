@@ -8,8 +8,12 @@
 
 Also available as ``python -m redlease``.  ``--url`` may be given before or
 after the command; it defaults to ``$REDIS_URL``, then to
-``redis://127.0.0.1:6379/0``.  URLs: ``redis://[[user]:password@]host[:port][/db]``
-or ``unix:///path/to.sock?db=N``.  Passwords are never printed.
+``redis://127.0.0.1:6379/0``.  URLs: ``redis://[[user]:password@]host[:port][/db]``,
+``rediss://...`` (TLS) or ``unix:///path/to.sock?db=N``, with redis-py's query
+parameters: ``db``, ``password``, ``username``, ``socket_timeout``,
+``socket_connect_timeout``, ``client_name``, ``protocol``, and for rediss://
+``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_ca_path``, ``ssl_certfile``,
+``ssl_keyfile``, ``ssl_check_hostname``.  Passwords are never printed.
 
 Exit codes:
   0    success (status: the key is held)
@@ -60,8 +64,11 @@ exit codes:
        completed within the period
 """
 
-URL_HELP = ("Redis URL: redis://[[user]:password@]host[:port][/db] or "
-            "unix:///path.sock?db=N (default: $REDIS_URL, else %s)" % DEFAULT_URL)
+URL_HELP = ("Redis URL: redis://[[user]:password@]host[:port][/db], rediss://... (TLS: "
+            "?ssl_ca_certs=CA.pem&ssl_certfile=C.pem&ssl_keyfile=K.pem&ssl_cert_reqs=required"
+            "&ssl_check_hostname=true) or unix:///path.sock?db=N; also socket_timeout, "
+            "socket_connect_timeout, client_name, protocol (default: $REDIS_URL, else %s)"
+            % DEFAULT_URL)
 
 
 class CliError(Exception):
@@ -76,7 +83,7 @@ class CliError(Exception):
 # helpers shared by the commands
 # --------------------------------------------------------------------------
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_PW_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_PW_PARAM = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*", re.IGNORECASE)
 
 
 def mask_url(url):
@@ -114,6 +121,8 @@ def error_message(exc, url):
     import redlease
     if isinstance(exc, redlease.AuthenticationError):
         what = "authentication refused"
+    elif isinstance(exc, redlease.TLSError):
+        what = "TLS refused"
     elif isinstance(exc, redlease.ConnectionError):
         what = "cannot reach Redis"
     elif isinstance(exc, redlease.RedisError):

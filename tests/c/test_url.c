@@ -180,8 +180,8 @@ static const bad_case bad_cases[] = {
     {"redis://:" SECRET "%00@h", 0, "%00 (NUL byte) in the password", SECRET},
     /* unknown / missing scheme */
     {"http://:" SECRET "@h/0", 0, "unsupported scheme 'http'", SECRET},
-    {"ftp://u:" SECRET "@h", 0, "supported schemes are redis://, rediss:// and unix://", SECRET},
-    {"redis+sentinel://h", 0, "unsupported scheme 'redis+sentinel'", NULL},
+    {"ftp://u:" SECRET "@h", 0, "supported schemes are redis://, rediss://, unix://, redis+sentinel:// and rediss+sentinel://", SECRET},
+    {"redis+cluster://h", 0, "unsupported scheme 'redis+cluster'", NULL},
     {"localhost:6379", 0, "unsupported scheme 'localhost'", NULL},
     {"localhost", 0, "missing scheme", NULL},
     {"//h:6379/0", 0, "missing scheme", NULL},
@@ -247,7 +247,67 @@ static const bad_case bad_cases[] = {
     /* query parameters */
     {"redis://:" SECRET "@h/0?timeout=5", 0, "unknown query parameter 'timeout'", SECRET},
     {"redis://h?Password=" SECRET, 0, "unknown query parameter 'Password'", SECRET},
-    {"redis://h?socket_timeout=1&password=" SECRET, 0, "unknown query parameter 'socket_timeout'", SECRET},
+    {"redis://h?socket_keepalive=1&password=" SECRET, 0, "unknown query parameter 'socket_keepalive'", SECRET},
+    {"redis://h?timeout=1", 0, "known query parameters are db, password, username, socket_timeout", NULL},
+    {"redis://h?passwd=" SECRET, 0, "unknown query parameter 'passwd'", SECRET},
+    /* TLS parameters need rediss:// */
+    {"redis://:" SECRET "@h?ssl_ca_certs=/ca.pem", 0, "ssl_ca_certs is only meaningful with TLS in URL 'redis://:***@h?ssl_ca_certs=/ca.pem'; use rediss://", SECRET},
+    {"redis://h?ssl_cert_reqs=none", 0, "ssl_cert_reqs is only meaningful with TLS", NULL},
+    {"redis://h?ssl_check_hostname=", 0, "ssl_check_hostname is only meaningful with TLS", NULL},
+    {"unix:///tmp/s?ssl_certfile=/c.pem", 0, "ssl_certfile is only meaningful with TLS", NULL},
+    {"redis+sentinel://s/m?ssl_keyfile=/k", 0, "ssl_keyfile is only meaningful with TLS", NULL},
+    {"redis://h?ssl_ca_path=/etc/ssl", 0, "ssl_ca_path is only meaningful with TLS", NULL},
+    /* bad TLS values */
+    {"rediss://:" SECRET "@h?ssl_cert_reqs=maybe", 0, "ssl_cert_reqs 'maybe' is not none, optional or required", SECRET},
+    {"rediss://h?ssl_check_hostname=perhaps", 0, "ssl_check_hostname 'perhaps' is not a boolean", NULL},
+    {"rediss://h?ssl_cert_reqs=none&ssl_check_hostname=true", 0,
+     "ssl_check_hostname=true needs certificate verification, but ssl_cert_reqs is none", NULL},
+    {"rediss://h?ssl_ca_certs=/a&ssl_ca_certs=/b", 0, "'ssl_ca_certs' given more than once", NULL},
+    {"rediss://h?ssl_ca_certs=%zz", 0, "bad percent escape '%zz' in the query parameter 'ssl_ca_certs'", NULL},
+    {"rediss://h?ssl_certfile=/c%00", 0, "%00 (NUL byte) in the query parameter 'ssl_certfile' is not allowed", NULL},
+    /* timeouts */
+    {"redis://:" SECRET "@h?socket_timeout=0", 0, "socket_timeout '0' is not a positive number of seconds", SECRET},
+    {"redis://h?socket_timeout=-1", 0, "socket_timeout '-1' is not a positive number of seconds", NULL},
+    {"redis://h?socket_timeout=abc", 0, "socket_timeout 'abc' is not a positive", NULL},
+    {"redis://h?socket_timeout=1,5", 0, "is not a positive number of seconds", NULL},
+    {"redis://h?socket_timeout=nan", 0, "is not a positive number of seconds", NULL},
+    {"redis://h?socket_timeout=inf", 0, "is not a positive number of seconds", NULL},
+    {"redis://h?socket_timeout=1e", 0, "is not a positive number of seconds", NULL},
+    {"redis://h?socket_timeout=.", 0, "is not a positive number of seconds", NULL},
+    {"redis://h?socket_connect_timeout=0.0", 0, "socket_connect_timeout '0.0' is not a positive", NULL},
+    {"redis://h?socket_connect_timeout=1&socket_connect_timeout=2", 0, "given more than once", NULL},
+    /* client_name and protocol */
+    {"redis://:" SECRET "@h?client_name=a+b", 0, "client_name 'a+b' holds a character Redis refuses", SECRET},
+    {"redis://h?client_name=a%0Ab", 0, "holds a character Redis refuses", NULL},
+    {"redis://h?client_name=caf%C3%A9", 0, "holds a character Redis refuses", NULL},
+    {"redis://h?protocol=1", 0, "protocol '1' is not 2 or 3", NULL},
+    {"redis://h?protocol=RESP3", 0, "protocol 'RESP3' is not 2 or 3", NULL},
+    {"redis://h?protocol=22", 0, "is not 2 or 3", NULL},
+    /* sentinel parameters need a sentinel URL */
+    {"redis://h?sentinel_password=" SECRET, 0, "sentinel_password is only meaningful in redis+sentinel:// URLs", SECRET},
+    {"rediss://h?sentinel_username=u", 0, "sentinel_username is only meaningful in redis+sentinel://", NULL},
+    /* sentinel URLs */
+    {"redis+sentinel://:" SECRET "@s1:26379", 0, "missing service name", SECRET},
+    {"redis+sentinel://s1/", 0, "missing service name", NULL},
+    {"redis+sentinel://s1//0", 0, "missing service name", NULL},
+    {"redis+sentinel://s1,s2?db=1", 0, "missing service name", NULL},
+    {"redis+sentinel://s1,,s2/m", 0, "missing host in the sentinel list", NULL},
+    {"redis+sentinel://s1,/m", 0, "missing host in the sentinel list", NULL},
+    {"redis+sentinel://,s1/m", 0, "missing host in the sentinel list", NULL},
+    {"redis+sentinel:///m", 0, "missing host in the sentinel list", NULL},
+    {"redis+sentinel://u:" SECRET "@s1:0/m", 0, "port '0' out of range 1..65535", SECRET},
+    {"redis+sentinel://s1:26379,s2:x/m", 0, "is not a number", NULL},
+    {"redis+sentinel://s1:/m", 0, "drop the ':' to use 26379", NULL},
+    {"redis+sentinel://s1/m/x", 0, "db 'x' (path) is not a non-negative integer", NULL},
+    {"redis+sentinel://s1/m/0/1", 0, "unexpected '/1' after the db number", NULL},
+    {"redis+sentinel://s1/m%zz", 0, "bad percent escape '%zz' in the service name", NULL},
+    {"redis+sentinel:s1/m", 0, "expected '//' after 'redis+sentinel:'", NULL},
+    {"rediss+sentinel:/s1/m", 0, "expected '//' after 'rediss+sentinel:'", NULL},
+    {"redis+sentinel://s1/m?sentinel_password=" SECRET "&sentinel_password=x", 0, "given more than once", SECRET},
+    {"redis+sentinel://s1/m?sentinel_password=" SECRET "%zz", 0, "bad percent escape in the query parameter 'sentinel_password'", SECRET "|%zz"},
+    {"redis+sentinel://:" SECRET "@s1:2x/m", 0, "port '2x' is not a number", SECRET},
+    {"redis+sentinel://s1:26379,s2:" SECRET "/m", 0, "is not a number", SECRET},
+    {"redis+sentinel://s1/m?sentinel_password=" SECRET "&bogus=1", 0, "unknown query parameter 'bogus'", SECRET},
     {"unix:///tmp/s?password=" SECRET "&ssl=true", 0, "unknown query parameter 'ssl'", SECRET},
     {"redis://h?db", 0, "query parameter 'db' has no value", NULL},
     {"redis://h?db=1&db=2", 0, "query parameter 'db' given more than once", NULL},
@@ -392,6 +452,151 @@ static void test_edge_api(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* Query parameters beyond db/password/username, and sentinel URLs      */
+
+static void test_params(void)
+{
+    rl_url u;
+    char err[512];
+    const char *url;
+
+    /* defaults */
+    url = "rediss://h:6390/1";
+    CHECK(rl_url_parse(url, strlen(url), &u, err, sizeof err) == 0, "parse: %s", err);
+    CHECK(u.tls_opts.cert_reqs == RL_TLS_REQ_REQUIRED && u.tls_opts.check_hostname == 1,
+          "TLS defaults: reqs %d check %d", u.tls_opts.cert_reqs, u.tls_opts.check_hostname);
+    CHECK(!u.tls_opts.ca_certs && !u.tls_opts.ca_path && !u.tls_opts.certfile && !u.tls_opts.keyfile,
+          "no files by default");
+    CHECK(u.socket_timeout < 0 && u.socket_connect_timeout < 0, "timeouts not given");
+    CHECK(u.client_name == NULL && u.protocol == 0, "client_name/protocol not given");
+    rl_url_free(&u);
+
+    url = "rediss://:pw@h?ssl_cert_reqs=Optional&ssl_ca_certs=/etc/ca%20x.pem&ssl_ca_path=/etc/ssl/certs"
+          "&ssl_certfile=/c.pem&ssl_keyfile=/k.pem&ssl_check_hostname=YES&socket_timeout=2.5"
+          "&socket_connect_timeout=.25&client_name=worker-1&protocol=3&db=4";
+    CHECK(rl_url_parse(url, strlen(url), &u, err, sizeof err) == 0, "parse all: %s", err);
+    CHECK(u.tls_opts.cert_reqs == RL_TLS_REQ_OPTIONAL, "cert_reqs %d", u.tls_opts.cert_reqs);
+    CHECK(u.tls_opts.check_hostname == 1, "check_hostname %d", u.tls_opts.check_hostname);
+    CHECK(str_eq(u.tls_opts.ca_certs, "/etc/ca x.pem"), "ca_certs %s", show(u.tls_opts.ca_certs));
+    CHECK(str_eq(u.tls_opts.ca_path, "/etc/ssl/certs"), "ca_path %s", show(u.tls_opts.ca_path));
+    CHECK(str_eq(u.tls_opts.certfile, "/c.pem") && str_eq(u.tls_opts.keyfile, "/k.pem"), "cert/key");
+    CHECK(u.socket_timeout == 2.5 && u.socket_connect_timeout == 0.25, "timeouts %g %g",
+          u.socket_timeout, u.socket_connect_timeout);
+    CHECK(str_eq(u.client_name, "worker-1") && u.protocol == 3 && u.db == 4, "client_name/protocol/db");
+    char safe[256];
+    rl_url_format_safe(&u, safe, sizeof safe);
+    CHECK(str_eq(safe, "rediss://:***@h:6379/4"), "safe form %s", safe);
+    rl_url cp;
+    CHECK(rl_url_copy(&cp, &u) == 0, "copy");
+    CHECK(rl_url_same_endpoint(&cp, &u) && cp.tls_opts.ca_certs != u.tls_opts.ca_certs &&
+          str_eq(cp.tls_opts.keyfile, "/k.pem") && str_eq(cp.client_name, "worker-1") &&
+          cp.socket_timeout == 2.5, "deep copy");
+    rl_url_free(&cp);
+    rl_url_free(&u);
+
+    /* check_hostname follows cert_reqs unless given; booleans */
+    static const struct { const char *url; int reqs, check; } tls[] = {
+        {"rediss://h?ssl_cert_reqs=none", RL_TLS_REQ_NONE, 0},
+        {"rediss://h?ssl_cert_reqs=optional", RL_TLS_REQ_OPTIONAL, 0},
+        {"rediss://h?ssl_cert_reqs=REQUIRED", RL_TLS_REQ_REQUIRED, 1},
+        {"rediss://h?ssl_check_hostname=false", RL_TLS_REQ_REQUIRED, 0},
+        {"rediss://h?ssl_check_hostname=0", RL_TLS_REQ_REQUIRED, 0},
+        {"rediss://h?ssl_check_hostname=No", RL_TLS_REQ_REQUIRED, 0},
+        {"rediss://h?ssl_check_hostname=1", RL_TLS_REQ_REQUIRED, 1},
+        {"rediss://h?ssl_check_hostname=True&ssl_cert_reqs=optional", RL_TLS_REQ_OPTIONAL, 1},
+        {"rediss://h?ssl_cert_reqs=none&ssl_check_hostname=false", RL_TLS_REQ_NONE, 0},
+        {"rediss://h?ssl_cert_reqs=&ssl_check_hostname=", RL_TLS_REQ_REQUIRED, 1},
+        {"rediss+sentinel://s/m?ssl_cert_reqs=none", RL_TLS_REQ_NONE, 0},
+    };
+    for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++) {
+        CHECK(rl_url_parse(tls[i].url, strlen(tls[i].url), &u, err, sizeof err) == 0, "%s: %s", tls[i].url, err);
+        CHECK(u.tls_opts.cert_reqs == tls[i].reqs && u.tls_opts.check_hostname == tls[i].check,
+              "%s: reqs %d check %d", tls[i].url, u.tls_opts.cert_reqs, u.tls_opts.check_hostname);
+        rl_url_free(&u);
+    }
+
+    /* numbers */
+    static const struct { const char *v; double want; } nums[] = {
+        {"1", 1}, {"0.5", 0.5}, {".5", 0.5}, {"2.", 2}, {"1e-3", 0.001}, {"1.5E2", 150}, {"007", 7},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "redis://h?socket_timeout=%s", nums[i].v);
+        CHECK(rl_url_parse(buf, strlen(buf), &u, err, sizeof err) == 0, "%s: %s", buf, err);
+        double d = u.socket_timeout - nums[i].want;
+        CHECK(d < 1e-9 && d > -1e-9, "%s: %g", buf, u.socket_timeout);
+        rl_url_free(&u);
+    }
+    url = "unix:///tmp/s?client_name=a&protocol=2&socket_connect_timeout=3";
+    CHECK(rl_url_parse(url, strlen(url), &u, err, sizeof err) == 0, "unix params: %s", err);
+    CHECK(str_eq(u.client_name, "a") && u.protocol == 2 && u.socket_connect_timeout == 3, "unix params");
+    rl_url_free(&u);
+}
+
+typedef struct sentinel_case {
+    const char *url;
+    int tls, n;
+    const char *hosts[3];
+    int ports[3];
+    const char *service;
+    long db;
+    const char *user, *password, *suser, *spassword;
+    const char *safe;
+} sentinel_case;
+
+static const sentinel_case sentinel_cases[] = {
+    {"redis+sentinel://s1/mymaster", 0, 1, {"s1"}, {26379}, "mymaster", 0, NULL, NULL, NULL, NULL,
+     "redis+sentinel://s1:26379/mymaster/0"},
+    {"redis+sentinel://S1:26380,s2,[::1]:5000/my%20master/3", 0, 3, {"s1", "s2", "::1"}, {26380, 26379, 5000},
+     "my master", 3, NULL, NULL, NULL, NULL, "redis+sentinel://s1:26380,s2:26379,[::1]:5000/my%20master/3"},
+    {"rediss+sentinel://u:pw@s1:1,s2:2/m/", 1, 2, {"s1", "s2"}, {1, 2}, "m", 0, "u", "pw", NULL, NULL,
+     "rediss+sentinel://u:***@s1:1,s2:2/m/0"},
+    {"redis+sentinel://:pw@s1/m?sentinel_username=admin&sentinel_password=sp&db=2", 0, 1, {"s1"}, {26379},
+     "m", 2, NULL, "pw", "admin", "sp", "redis+sentinel://:***@s1:26379/m/2?sentinel_username=admin&sentinel_password=***"},
+    {"REDIS+SENTINEL://s1/m?sentinel_password=a+b%26c&password=x", 0, 1, {"s1"}, {26379}, "m", 0, NULL, "x", NULL,
+     "a b&c", "redis+sentinel://:***@s1:26379/m/0?sentinel_password=***"},
+};
+
+static void test_sentinel(void)
+{
+    for (size_t i = 0; i < sizeof sentinel_cases / sizeof sentinel_cases[0]; i++) {
+        const sentinel_case *c = &sentinel_cases[i];
+        rl_url u;
+        char err[512], safe[256];
+        memset(&u, 0xAB, sizeof u);
+        int rc = rl_url_parse(c->url, strlen(c->url), &u, err, sizeof err);
+        CHECK(rc == 0, "parse '%s': %s", c->url, err);
+        if (rc) continue;
+        CHECK(u.kind == RL_URL_SENTINEL && u.tls == c->tls && u.nsentinels == c->n, "'%s': kind %d tls %d n %d",
+              c->url, u.kind, u.tls, u.nsentinels);
+        for (int k = 0; k < c->n && k < u.nsentinels; k++)
+            CHECK(str_eq(u.sentinels[k].host, c->hosts[k]) && u.sentinels[k].port == c->ports[k],
+                  "'%s': sentinel %d is %s:%d", c->url, k, show(u.sentinels[k].host), u.sentinels[k].port);
+        CHECK(u.host == NULL && u.path == NULL, "'%s': host/path set", c->url);
+        CHECK(str_eq(u.service_name, c->service) && u.db == c->db, "'%s': service %s db %ld", c->url,
+              show(u.service_name), u.db);
+        CHECK(str_eq(u.user, c->user) && str_eq(u.password, c->password), "'%s': user/password", c->url);
+        CHECK(str_eq(u.sentinel_user, c->suser) && str_eq(u.sentinel_password, c->spassword),
+              "'%s': sentinel user '%s' password '%s'", c->url, show(u.sentinel_user), show(u.sentinel_password));
+        int n = rl_url_format_safe(&u, safe, sizeof safe);
+        CHECK(str_eq(safe, c->safe) && n == (int)strlen(safe), "'%s': safe form '%s'", c->url, safe);
+        if (u.password) CHECK(strstr(safe, u.password) == NULL, "'%s': safe shows the password", c->url);
+        if (u.sentinel_password)
+            CHECK(strstr(safe, u.sentinel_password) == NULL, "'%s': safe shows the sentinel password", c->url);
+        rl_url back, cp;
+        CHECK(rl_url_parse(safe, strlen(safe), &back, err, sizeof err) == 0, "'%s': safe form does not parse: %s",
+              c->url, err);
+        CHECK(back.nsentinels == u.nsentinels && str_eq(back.service_name, u.service_name) && back.db == u.db,
+              "'%s': safe form names another topology", c->url);
+        rl_url_free(&back);
+        CHECK(rl_url_copy(&cp, &u) == 0 && rl_url_same_endpoint(&cp, &u), "'%s': copy", c->url);
+        rl_url_free(&cp);
+        rl_url_free(&u);
+        CHECK(is_zeroed(&u), "'%s': free did not zero", c->url);
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* Endpoint comparison                                                  */
 
 typedef struct same_case {
@@ -419,6 +624,26 @@ static const same_case same_cases[] = {
     {"unix:///tmp/s", "unix:///tmp/s?db=1", 0},
     {"unix:///tmp/s", "unix://:x@/tmp/s", 0},
     {"unix:///tmp/s", "redis://localhost", 0},
+    /* TLS options and client_name name another connection; timeouts and protocol do not */
+    {"rediss://h", "rediss://h?ssl_cert_reqs=required&ssl_check_hostname=true", 1},
+    {"rediss://h", "rediss://h?ssl_cert_reqs=none", 0},
+    {"rediss://h", "rediss://h?ssl_check_hostname=false", 0},
+    {"rediss://h?ssl_ca_certs=/a", "rediss://h?ssl_ca_certs=/b", 0},
+    {"rediss://h?ssl_ca_path=/a", "rediss://h", 0},
+    {"rediss://h?ssl_certfile=/c", "rediss://h?ssl_certfile=/c&ssl_keyfile=/k", 0},
+    {"redis://h?client_name=a", "redis://h?client_name=b", 0},
+    {"redis://h?client_name=a", "redis://h", 0},
+    {"redis://h?socket_timeout=1&protocol=3", "redis://h", 1},
+    /* sentinel URLs */
+    {"redis+sentinel://s1,s2/m", "redis+sentinel://S1:26379,s2:26379/m/0", 1},
+    {"redis+sentinel://s1,s2/m", "redis+sentinel://s2,s1/m", 0},
+    {"redis+sentinel://s1,s2/m", "redis+sentinel://s1/m", 0},
+    {"redis+sentinel://s1/m", "redis+sentinel://s1/n", 0},
+    {"redis+sentinel://s1/m", "redis+sentinel://s1/m/1", 0},
+    {"redis+sentinel://s1/m", "rediss+sentinel://s1/m", 0},
+    {"redis+sentinel://s1/m", "redis+sentinel://s1/m?sentinel_password=x", 0},
+    {"redis+sentinel://s1/m?sentinel_username=a", "redis+sentinel://s1/m?sentinel_username=b", 0},
+    {"redis+sentinel://s1:6379/m", "redis://s1:6379/0", 0},
 };
 
 static void test_same_endpoint(void)
@@ -449,6 +674,8 @@ int main(void)
     for (size_t i = 0; i < sizeof ok_cases / sizeof ok_cases[0]; i++) test_ok_case(&ok_cases[i]);
     for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) test_bad_case(&bad_cases[i]);
     test_edge_api();
+    test_params();
+    test_sentinel();
     test_same_endpoint();
     printf("test_url: %zu accepted, %zu rejected URL cases\n", sizeof ok_cases / sizeof ok_cases[0],
            sizeof bad_cases / sizeof bad_cases[0]);
