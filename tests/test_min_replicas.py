@@ -263,3 +263,25 @@ def test_unsynced_lease_not_stalled_by_wait(rl, replicated, make_node, key):
         assert rl.engine_stats()["endpoints"] >= 2
     finally:
         replicated.resume_replicas()
+
+
+def test_cli_run_min_replicas(rl, replicated, key, tmp_path):
+    from helpers.cli_fixtures import Cli, no_traceback
+    cli = Cli(tmp_path)
+    try:
+        url = replicated.master.url()
+        rc, out, err = cli.run("run", key, "--ttl", "2", "--min-replicas", "2", "--url", url,
+                               "--", "true")
+        assert rc == 0, err
+        assert no_traceback(err)
+        rc, out, err = cli.run("run", key, "--min-replicas", "-1", "--url", url, "--", "true")
+        assert rc == 2 and "--min-replicas" in err and "0 to 100" in err, err
+        replicated.replicas[1].kill()
+        assert wait_until(lambda: replicated.connected() == 1, 20)
+        rc, out, err = cli.run("run", key, "--ttl", "2", "--min-replicas", "2", "--no-wait",
+                               "--url", url, "--", "true")
+        assert rc == 1, err
+        assert "WAIT: 1 of 2 replicas acknowledged" in err and "--no-wait" in err, err
+        assert no_traceback(err)
+    finally:
+        cli.cleanup()
