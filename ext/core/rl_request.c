@@ -57,6 +57,8 @@ int rl_send_script(rl_lease *l, int script, rl_reply_fn *cb, int eval)
         argv[n] = RL_TOKEN_RETENTION_MS;
         lens[n++] = strlen(RL_TOKEN_RETENTION_MS);
     }
+    if (l->min_replicas > 0 && script != RL_SCRIPT_RELEASE)
+        return rl_synced_send(l, cb, n, argv, lens);      /* script, then WAIT */
     return rl_conn_send(&ep->cmd, cb, l, n, argv, lens);
 }
 
