@@ -388,6 +388,18 @@ static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
                                 "last_renew_rtt_ms", (double)info.last_rtt_us / 1000.0,
                                 "renew_rtt_p50_ms", (double)info.rtt_p50_us / 1000.0,
                                 "renew_rtt_p99_ms", (double)info.rtt_p99_us / 1000.0);
+    if (r && info.sentinel) {
+        /* redis+sentinel://: the master's address and the sentinels' lines, as text */
+        PyObject *m = info.master ? PyUnicode_DecodeUTF8(info.master, (Py_ssize_t)strlen(info.master),
+                                                         "surrogateescape") : Py_NewRef(Py_None);
+        PyObject *sn = info.sentinels ? PyUnicode_DecodeUTF8(info.sentinels, (Py_ssize_t)strlen(info.sentinels),
+                                                             "surrogateescape") : Py_NewRef(Py_None);
+        if (!m || !sn || PyDict_SetItemString(r, "_master", m) < 0 ||
+            PyDict_SetItemString(r, "_sentinels", sn) < 0)
+            Py_CLEAR(r);
+        Py_XDECREF(m);
+        Py_XDECREF(sn);
+    }
     rl_lease_info_clear(&info);
     return r;
 }

@@ -51,7 +51,12 @@ def test_a_sentinel_url_leads_on_the_master(rl, sentinels, key):
         assert node.wait_for_leadership(timeout=20)
         master = sentinels.master
         value = master.cmd("GET", key)
-        assert term_of(value) == node.node_id
+        assert term_of(value) == node.node_id.encode()
+        st = node.stats()
+        assert st["master"] == f"127.0.0.1:{master.port}"
+        assert [s["address"] for s in st["sentinels"]] == [f"127.0.0.1:{s.port}" for s in sentinels.sentinels]
+        wait_until(lambda: all(s["state"] == "up" for s in node.stats()["sentinels"]), 10,
+                   desc=f"every sentinel connected: {node.stats()['sentinels']}")
         for r in sentinels.servers:
             if r is not master:
                 assert role(r) == "slave"

@@ -83,6 +83,9 @@ typedef struct rl_lease_info {
     uint64_t acquired, renewals, renew_failures, losses;
     uint64_t unconfirmed;      /* acquires/renews that WAIT did not confirm (min_replicas) */
     int64_t last_rtt_us, rtt_p50_us, rtt_p99_us;   /* renew round trips */
+    int sentinel;              /* a redis+sentinel:// URL: the two below apply */
+    char *master;              /* malloc'd "host:port" the sentinels name, NULL while unknown */
+    char *sentinels;           /* malloc'd, one line per sentinel "host:port state[: error]", or NULL */
 } rl_lease_info;
 /* with_rtt: also the renew round-trip percentiles (a sort; for stats). */
 void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt);

@@ -88,8 +88,7 @@ static int default_node_id(char *buf, size_t n, rl_error *err)
     return len;
 }
 
-/* What the URL adds: sentinel URLs are refused until the topology lands;
- * rediss:// gets its TLS context now, so a bad ssl_* file is a ValueError
+/* What the URL adds: rediss:// gets its TLS context now, so a bad ssl_* file is a ValueError
  * here (the endpoint takes a reference); socket_timeout and
  * socket_connect_timeout in the query win over the keyword arguments, as in
  * redis-py. */
@@ -97,9 +96,6 @@ static int url_options(rl_lease *l, const rl_lease_opts *o, rl_error *err)
 {
     char safe[300], tlserr[512];
     rl_url_format_safe(&l->url, safe, sizeof safe);
-    if (l->url.kind == RL_URL_SENTINEL)
-        return rl_seterr(err, RL_EVALUE, "Sentinel URLs are not supported yet (URL '%s'); "
-                         "give the master's redis:// or rediss:// URL", safe);
     double cto = o->connect_timeout, cmd = o->command_timeout;
     if (l->url.socket_connect_timeout >= 0) {
         cto = l->url.socket_connect_timeout;
@@ -508,6 +504,13 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt)
     out->losses = l->st_losses;
     out->unconfirmed = l->st_unsynced;
     out->last_rtt_us = l->st_last_rtt_us;
+    if (l->url.kind == RL_URL_SENTINEL) {
+        out->sentinel = 1;
+        if (l->pub_ep && l->pub_ep->pub_master[0])
+            out->master = strdup(l->pub_ep->pub_master);
+        if (l->pub_ep)
+            out->sentinels = strdup(l->pub_ep->pub_sentinels);
+    }
     if (with_rtt) {
         n = l->st_rtt_n < RL_RTT_RING ? l->st_rtt_n : RL_RTT_RING;
         for (unsigned i = 0; i < n; i++)
@@ -527,6 +530,8 @@ void rl_lease_info_clear(rl_lease_info *info)
 {
     free(info->leader);
     free(info->last_error);
+    free(info->master);
+    free(info->sentinels);
     memset(info, 0, sizeof *info);
 }
 

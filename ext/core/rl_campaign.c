@@ -274,6 +274,19 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
     after_loss(l, holder ? now + l->retry_us : now);
 }
 
+/* READONLY: the server became a replica (a Sentinel failover).  Tell the
+ * endpoint after this reply is handled: every leader steps down at once. */
+static void check_readonly(rl_lease *l, const redisReply *reply, const char *what)
+{
+    char why[400];
+    if (!reply || reply->type != REDIS_REPLY_ERROR || reply->len < 8 || memcmp(reply->str, "READONLY", 8) != 0 ||
+        !l->ep)
+        return;
+    snprintf(why, sizeof why, "%s at %s: READONLY (the server is a replica now); asking the sentinels again",
+             what, l->ep->display);
+    rl_endpoint_not_master(l->ep, why);
+}
+
 static void acq_reply(redisReply *reply, void *priv)
 {
     rl_lease *l = priv;
@@ -309,6 +322,7 @@ static void acq_reply(redisReply *reply, void *priv)
         attempt_failed(l, RL_EREDIS, "acquire failed: unexpected reply from the server", now);
     }
     l->rel_seen = 0;
+    check_readonly(l, reply, "acquire");
     ensure_planned(l, now);
     rl_maybe_finish_stop(l);
 }
@@ -339,6 +353,7 @@ static void renew_reply(redisReply *reply, void *priv)
     } else {
         lost(l, NULL, 0, now);
     }
+    check_readonly(l, reply, "renew");
     ensure_planned(l, now);
     rl_maybe_finish_stop(l);
 }
@@ -481,7 +496,7 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     l->q_temp = 0;     /* a status query's endpoint now serves the campaign */
     if (!l->ep) {
         rl_endpoint *ep = rl_endpoint_get(eng, l);
-        if (!ep || rl_endpoint_attach(ep, l) < 0) {
+        if (!ep || rl_endpoint_attach(ep, l, &rl_campaign_ep_cbs) < 0) {
             rl_pub_error(l, RL_ENOMEM, "out of memory while starting");
             rl_engine_deactivate(eng, l);
             return;
@@ -632,6 +647,17 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
     }
 }
 
+/* The endpoint's server is no longer the master: a leader steps down now. */
+void rl_campaign_demoted(rl_lease *l, const char *why)
+{
+    if (l->phase != RL_L_LEADING)
+        return;
+    char reason[600];
+    snprintf(reason, sizeof reason, "stepped down: %s", why);
+    step_down(l, reason, 0);
+    after_loss(l, rl_now_us());
+}
+
 void rl_campaign_on_listening(rl_lease *l)
 {
     if (l->mode == RL_MODE_WATCH && l->phase == RL_L_CAMPAIGN) {
@@ -648,3 +674,8 @@ void rl_campaign_on_listening(rl_lease *l)
     int64_t now = rl_now_us();
     rl_act_at(l, now > l->resign_until ? now : l->resign_until);
 }
+
+const rl_ep_lease_cbs rl_campaign_ep_cbs = {
+    rl_campaign_conn_ready, rl_campaign_conn_down, rl_campaign_on_message,
+    rl_campaign_on_listening, rl_campaign_demoted,
+};

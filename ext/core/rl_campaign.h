@@ -13,10 +13,12 @@ void rl_campaign_resign(rl_lease *l);
 void rl_campaign_query(rl_engine *eng, rl_lease *l);  /* holder, PTTL, last token */
 void rl_synced_forget(rl_lease *l);   /* rl_synced.c: frees a reply kept for WAIT (teardown) */
 
-/* From the endpoint. */
+/* From the endpoint, through this table (handed down at attach). */
+extern const rl_ep_lease_cbs rl_campaign_ep_cbs;
 void rl_campaign_conn_ready(rl_lease *l);
 void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind);
 void rl_campaign_on_message(rl_lease *l, const char *payload, size_t len);
 void rl_campaign_on_listening(rl_lease *l);   /* subscription confirmed */
+void rl_campaign_demoted(rl_lease *l, const char *why);   /* not the master: step down now */
 
 #endif

@@ -504,6 +504,14 @@ void rl_conn_handle(rl_conn *c, short revents)
 
 /* ---- closing ---- */
 
+void rl_conn_set_addr(rl_conn *c, const char *host, int port, const char *why)
+{
+    if (c->state != RL_C_DOWN)
+        rl_conn_drop(c, why);
+    c->cfg.host = host;
+    c->cfg.port = port;
+}
+
 void rl_conn_drop(rl_conn *c, const char *why)
 {
     if (c->state == RL_C_DOWN)

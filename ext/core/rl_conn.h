@@ -16,6 +16,9 @@
 void rl_conn_init(rl_conn *c, rl_engine *eng, const rl_conn_cfg *cfg,
                   const rl_conn_cbs *cbs, void *owner);
 void rl_conn_connect(rl_conn *c);              /* start now (from DOWN) */
+/* Where the next connect goes (TCP): host is borrowed like the cfg's
+ * strings.  A connection that is not DOWN is dropped first (why). */
+void rl_conn_set_addr(rl_conn *c, const char *host, int port, const char *why);
 /* Queues one command; fn(reply, priv) runs once with its reply (or NULL).
  * fn may be NULL on a subscriber: the reply goes to cbs->message.
  * -1 if the connection cannot take it. */

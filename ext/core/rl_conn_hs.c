@@ -14,6 +14,7 @@
 #include "rl_scripts.h"
 
 #define HS_SETNAME "CLIENT SETNAME"
+#define HS_ROLE "ROLE"
 
 /* Handshake replies, in order: [AUTH], CLIENT SETNAME, [SELECT], SCRIPT LOAD x N. */
 static void hs_reply(redisReply *reply, void *priv)
@@ -22,7 +23,18 @@ static void hs_reply(redisReply *reply, void *priv)
     if (c->hs_pending <= 0 || !reply)
         return;
     const char *what = c->hs_what[c->hs_index];
-    if (reply->type == REDIS_REPLY_ERROR && strcmp(what, HS_SETNAME) == 0) {
+    if (strcmp(what, HS_ROLE) == 0 && reply->type != REDIS_REPLY_ERROR) {
+        const redisReply *r0 = reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->element[0] : NULL;
+        if (!r0 || r0->type != REDIS_REPLY_STRING || r0->len != 6 || memcmp(r0->str, "master", 6) != 0) {
+            int n = r0 && r0->type == REDIS_REPLY_STRING ? (int)(r0->len > 40 ? 40 : r0->len) : 0;
+            c->hs_pending = -1;
+            c->hs_kind = 0;                /* ask the sentinels again, then retry */
+            c->not_master = 1;
+            snprintf(c->hs_msg, sizeof c->hs_msg, "%s is not the master (ROLE: %.*s); asking the sentinels again",
+                     c->cfg.display, n, n ? r0->str : "unexpected reply");
+            return;
+        }
+    } else if (reply->type == REDIS_REPLY_ERROR && strcmp(what, HS_SETNAME) == 0) {
         /* An ACL without CLIENT, a proxy that does not know it: the name is
          * a courtesy to whoever reads CLIENT LIST, not a requirement. */
     } else if (reply->type == REDIS_REPLY_ERROR) {
@@ -77,6 +89,7 @@ int rl_hs_start(rl_conn *c)
     c->hs_kind = 0;
     c->hs_msg[0] = 0;
     c->hs_index = 0;
+    c->not_master = 0;
     if (cfg->password) {
         const char *argv[3] = {"AUTH", NULL, NULL};
         size_t lens[3] = {4, 0, 0};
@@ -107,6 +120,12 @@ int rl_hs_start(rl_conn *c)
         const char *argv[2] = {"SELECT", db};
         size_t lens[2] = {6, (size_t)len};
         if (hs_send(c, &n, "SELECT (database index)", 2, argv, lens) < 0)
+            goto fail;
+    }
+    if (cfg->check_role) {
+        const char *argv[1] = {"ROLE"};
+        size_t lens[1] = {4};
+        if (hs_send(c, &n, HS_ROLE, 1, argv, lens) < 0)
             goto fail;
     }
     if (cfg->load_scripts) {

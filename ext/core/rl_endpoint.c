@@ -5,12 +5,10 @@
 
 #include <hiredis/hiredis.h>
 
-#include "rl_tls.h"
-
-#include "rl_campaign.h"
 #include "rl_clock.h"
 #include "rl_conn.h"
 #include "rl_engine.h"
+#include "rl_sentinel.h"
 #include "rl_tls.h"
 
 #define RL_SWEEP_US 10000000       /* idle subscriptions/endpoints go after 2 sweeps */
@@ -18,6 +16,7 @@
 
 static void sweep_timer(rl_timer *t, int64_t now);
 static const rl_conn_cbs cmd_cbs, sub_cbs;
+static const rl_topo_cbs topo_cbs;
 
 static int same_str(const char *a, const char *b)
 {
@@ -43,6 +42,31 @@ static void conn_cfg(rl_endpoint *ep, rl_conn_cfg *cfg, int is_sub)
     cfg->select_db = !is_sub;
     cfg->load_scripts = !is_sub;
     cfg->sha = is_sub ? NULL : ep->sha;
+    if (ep->topo) {
+        /* Sentinel: wherever the topology says the master is, checked
+         * with ROLE on every connect. */
+        cfg->kind = RL_URL_TCP;
+        cfg->host = ep->mhost;
+        cfg->port = ep->mport;
+        cfg->display = ep->mdisplay;
+        cfg->check_role = 1;
+    }
+}
+
+/* A sentinel endpoint connects once the topology named the master. */
+static int addr_known(const rl_endpoint *ep)
+{
+    return !ep->topo || ep->mport != 0;
+}
+
+static void set_mdisplay(rl_endpoint *ep)
+{
+    if (!ep->mport)
+        snprintf(ep->mdisplay, sizeof ep->mdisplay, "the master of %s", ep->display);
+    else if (strchr(ep->mhost, ':'))
+        snprintf(ep->mdisplay, sizeof ep->mdisplay, "master [%s]:%d (%s)", ep->mhost, ep->mport, ep->display);
+    else
+        snprintf(ep->mdisplay, sizeof ep->mdisplay, "master %s:%d (%s)", ep->mhost, ep->mport, ep->display);
 }
 
 /* Endpoints are shared by URL identity: the host name as written, not the
@@ -68,6 +92,17 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
     ep->connect_timeout_us = l->conn_to_us;
     ep->command_timeout_us = l->cmd_to_us;
     ep->synced = l->min_replicas > 0;
+    if (ep->url.kind == RL_URL_SENTINEL) {
+        ep->topo = rl_topo_new(eng, &ep->url, ep->tls_ctx, ep->connect_timeout_us,
+                               ep->command_timeout_us, &topo_cbs, ep);
+        if (!ep->topo) {
+            rl_tls_ctx_free(ep->tls_ctx);
+            rl_url_free(&ep->url);
+            free(ep);
+            return NULL;
+        }
+        set_mdisplay(ep);
+    }
     rl_conn_cfg cfg;
     conn_cfg(ep, &cfg, 0);
     rl_conn_init(&ep->cmd, eng, &cfg, &cmd_cbs, ep);
@@ -79,6 +114,10 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
     eng->endpoints = ep;
     pthread_mutex_unlock(&eng->mu);
     rl_heap_set(&eng->timers, &ep->sweep, rl_now_us() + RL_SWEEP_US);
+    if (ep->topo) {
+        rl_topo_start(ep->topo);      /* the connections follow once it names the master */
+        return ep;
+    }
     rl_conn_connect(&ep->cmd);
     rl_conn_connect(&ep->sub);
     return ep;
@@ -113,7 +152,7 @@ static void sub_message(void *owner, rl_conn *c, redisReply *reply)
         /* Listening now: a release that came before is caught by trying again. */
         for (rl_lease *l = k->leases, *next; l; l = next) {
             next = l->k_next;
-            rl_campaign_on_listening(l);
+            l->ep_cbs->listening(l);
         }
     } else if (type->len == 7 && memcmp(type->str, "message", 7) == 0) {
         redisReply *p = reply->element[2];
@@ -121,7 +160,7 @@ static void sub_message(void *owner, rl_conn *c, redisReply *reply)
             return;
         for (rl_lease *l = k->leases, *next; l; l = next) {
             next = l->k_next;
-            rl_campaign_on_message(l, p->str, p->len);
+            l->ep_cbs->message(l, p->str, p->len);
         }
     } else if (type->len == 11 && memcmp(type->str, "unsubscribe", 11) == 0) {
         k->confirmed = 0;
@@ -183,7 +222,7 @@ static void sub_all_one(void *v, void *arg)
 
 /* ---- leases ---- */
 
-int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l)
+int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l, const rl_ep_lease_cbs *cbs)
 {
     rl_keyent *k = rl_map_get(&ep->keys, l->channel, l->chlen);
     if (!k) {
@@ -204,7 +243,11 @@ int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l)
         }
     }
     l->ep = ep;
+    l->ep_cbs = cbs;
     l->kent = k;
+    pthread_mutex_lock(&ep->eng->mu);
+    l->pub_ep = ep;
+    pthread_mutex_unlock(&ep->eng->mu);
     l->k_prev = NULL;
     l->k_next = k->leases;
     if (k->leases)
@@ -223,6 +266,10 @@ int rl_endpoint_attach(rl_endpoint *ep, rl_lease *l)
         sub_send(ep, "SUBSCRIBE", &k, 1);
     else if (k->want && k->sub == RL_SUB_LEAVING)
         k->resub = 1;
+    if (ep->topo)
+        rl_topo_start(ep->topo);
+    if (!addr_known(ep))
+        return 0;
     if (ep->cmd.state == RL_C_DOWN && !rl_timer_pending(&ep->cmd.timer))
         rl_conn_connect(&ep->cmd);
     if (ep->sub.state == RL_C_DOWN && !rl_timer_pending(&ep->sub.timer))
@@ -276,6 +323,9 @@ void rl_endpoint_detach(rl_lease *l)
         l->ep_next->ep_prev = l->ep_prev;
     ep->nleases--;
     l->k_next = l->k_prev = l->ep_next = l->ep_prev = NULL;
+    pthread_mutex_lock(&ep->eng->mu);
+    l->pub_ep = NULL;
+    pthread_mutex_unlock(&ep->eng->mu);
     l->ep = NULL;
     l->kent = NULL;
 }
@@ -342,6 +392,8 @@ void rl_endpoint_free(rl_endpoint *ep)
     rl_engine *eng = ep->eng;
     ep->freeing = 1;
     rl_heap_cancel(&eng->timers, &ep->sweep);
+    rl_topo_free(ep->topo);
+    ep->topo = NULL;
     rl_conn_free(&ep->cmd);
     rl_conn_free(&ep->sub);
     rl_map_each(&ep->keys, keyent_free_cb, NULL);
@@ -371,7 +423,7 @@ static void cmd_ready(void *owner, rl_conn *c)
     pthread_mutex_unlock(&ep->eng->mu);
     for (rl_lease *l = ep->leases, *next; l; l = next) {
         next = l->ep_next;
-        rl_campaign_conn_ready(l);
+        l->ep_cbs->ready(l);
     }
 }
 
@@ -392,6 +444,29 @@ static void unsub_one(void *v, void *arg)
     k->resub = 0;
 }
 
+/* Every leader on this endpoint steps down now: the server it leads on is
+ * (or may be) no longer the master, and a demoted master keeps accepting
+ * writes until it is reconfigured. */
+static void demote_all(rl_endpoint *ep, const char *why)
+{
+    for (rl_lease *l = ep->leases, *next; l; l = next) {
+        next = l->ep_next;
+        l->ep_cbs->demoted(l, why);
+    }
+}
+
+void rl_endpoint_not_master(rl_endpoint *ep, const char *why)
+{
+    if (!ep->topo || ep->freeing)
+        return;
+    demote_all(ep, why);
+    ep->switching = 1;
+    rl_conn_drop(&ep->cmd, why);
+    rl_conn_drop(&ep->sub, why);
+    ep->switching = 0;
+    rl_topo_ask(ep->topo, 1);
+}
+
 static void cmd_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
 {
     rl_endpoint *ep = owner;
@@ -405,26 +480,124 @@ static void cmd_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
         snprintf(ep->fatal_msg, sizeof ep->fatal_msg, "%s", why);
         pthread_mutex_unlock(&ep->eng->mu);
     }
+    if (ep->topo && c->not_master)
+        demote_all(ep, why);
     for (rl_lease *l = ep->leases, *next; l; l = next) {
         next = l->ep_next;
-        rl_campaign_conn_down(l, why, fatal_kind);
+        l->ep_cbs->down(l, why, fatal_kind);
+    }
+    if (ep->topo && c->not_master)
+        rl_topo_ask(ep->topo, 1);
+    else if (ep->topo && !ep->switching) {
+        rl_topo_ask(ep->topo, 0);    /* after every loss of the master: ask again */
     }
 }
 
 static void sub_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
 {
     rl_endpoint *ep = owner;
-    (void)c; (void)why; (void)fatal_kind;
-    if (!ep->freeing)
-        rl_map_each(&ep->keys, unsub_one, NULL);
+    (void)why; (void)fatal_kind;
+    if (ep->freeing)
+        return;
+    rl_map_each(&ep->keys, unsub_one, NULL);
+    if (ep->topo && c->not_master)
+        rl_topo_ask(ep->topo, 1);
 }
 
 static int conn_wanted(void *owner, rl_conn *c)
 {
     rl_endpoint *ep = owner;
     (void)c;
-    return !ep->freeing && ep->nleases > 0;
+    return !ep->freeing && ep->nleases > 0 && addr_known(ep);
 }
 
 static const rl_conn_cbs cmd_cbs = {cmd_ready, cmd_down, NULL, conn_wanted};
 static const rl_conn_cbs sub_cbs = {sub_ready, sub_down, sub_message, conn_wanted};
+
+size_t rl_endpoint_nconns(const rl_endpoint *ep)
+{
+    return 2 + rl_topo_nconns(ep->topo);
+}
+
+rl_conn *rl_endpoint_conn(rl_endpoint *ep, size_t i)
+{
+    return i == 0 ? &ep->cmd : i == 1 ? &ep->sub : rl_topo_conn(ep->topo, i - 2);
+}
+
+/* ---- the Sentinel topology's callback table ---- */
+
+static void publish_topo(rl_endpoint *ep)
+{
+    pthread_mutex_lock(&ep->eng->mu);
+    if (ep->mport && strchr(ep->mhost, ':'))
+        snprintf(ep->pub_master, sizeof ep->pub_master, "[%s]:%d", ep->mhost, ep->mport);
+    else if (ep->mport)
+        snprintf(ep->pub_master, sizeof ep->pub_master, "%s:%d", ep->mhost, ep->mport);
+    else
+        ep->pub_master[0] = 0;
+    rl_topo_describe(ep->topo, ep->pub_sentinels, sizeof ep->pub_sentinels);
+    pthread_mutex_unlock(&ep->eng->mu);
+}
+
+static void topo_master(void *owner, const char *host, int port, const char *why)
+{
+    rl_endpoint *ep = owner;
+    char msg[900];
+    if (ep->freeing)
+        return;
+    int had = ep->mport != 0;
+    if (had) {
+        snprintf(msg, sizeof msg, "the master of '%s' moved from %s:%d to %s:%d (%s)",
+                 ep->url.service_name, ep->mhost, ep->mport, host, port, why);
+        demote_all(ep, msg);
+    }
+    /* Off the old master first: the connections' host points into mhost. */
+    ep->switching = 1;
+    rl_conn_set_addr(&ep->cmd, ep->mhost, 0, had ? msg : "master changed");
+    rl_conn_set_addr(&ep->sub, ep->mhost, 0, had ? msg : "master changed");
+    ep->switching = 0;
+    snprintf(ep->mhost, sizeof ep->mhost, "%s", host);
+    ep->mport = port;
+    set_mdisplay(ep);
+    rl_conn_set_addr(&ep->cmd, ep->mhost, port, msg);
+    rl_conn_set_addr(&ep->sub, ep->mhost, port, msg);
+    publish_topo(ep);
+    if (ep->nleases > 0) {
+        rl_conn_connect(&ep->cmd);
+        rl_conn_connect(&ep->sub);
+    }
+}
+
+static void topo_error(void *owner, const char *msg, int fatal_kind)
+{
+    rl_endpoint *ep = owner;
+    if (ep->freeing)
+        return;
+    if (fatal_kind) {
+        pthread_mutex_lock(&ep->eng->mu);
+        ep->fatal_kind = fatal_kind;
+        snprintf(ep->fatal_msg, sizeof ep->fatal_msg, "%s", msg);
+        pthread_mutex_unlock(&ep->eng->mu);
+    }
+    if (ep->cmd.state == RL_C_READY)
+        return;                  /* the master we have still answers */
+    for (rl_lease *l = ep->leases, *next; l; l = next) {
+        next = l->ep_next;
+        l->ep_cbs->down(l, msg, fatal_kind);
+    }
+}
+
+static int topo_wanted(void *owner)
+{
+    rl_endpoint *ep = owner;
+    return !ep->freeing && ep->nleases > 0;
+}
+
+static void topo_changed(void *owner)
+{
+    rl_endpoint *ep = owner;
+    if (!ep->freeing)
+        publish_topo(ep);
+}
+
+static const rl_topo_cbs topo_cbs = {topo_master, topo_error, topo_wanted, topo_changed};

@@ -31,10 +31,9 @@ static void run_timers(rl_engine *e, int64_t now)
 /* Commands queued by a turn go out at once instead of after another poll. */
 static void flush_writes(rl_engine *e)
 {
-    for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
-        rl_conn_flush(&ep->cmd);
-        rl_conn_flush(&ep->sub);
-    }
+    for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
+        for (size_t i = 0, n = rl_endpoint_nconns(ep); i < n; i++)
+            rl_conn_flush(rl_endpoint_conn(ep, i));
 }
 
 static void turn_work(rl_engine *e)
@@ -97,11 +96,11 @@ static void arm_timer(int tfd, int64_t when)
  * its size (0 on OOM). */
 static size_t build_poll(rl_engine *e, int tfd, struct pollfd **pfd, rl_conn ***pconn, size_t *cap)
 {
-    size_t neps = 0;
+    size_t nconns = 0;
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next)
-        neps++;
-    if (2 * neps + POLL_FIXED > *cap) {
-        size_t ncap = 2 * neps + 16;
+        nconns += rl_endpoint_nconns(ep);
+    if (nconns + POLL_FIXED > *cap) {
+        size_t ncap = nconns + 16;
         struct pollfd *np = realloc(*pfd, ncap * sizeof *np);
         if (np)
             *pfd = np;
@@ -121,12 +120,12 @@ static size_t build_poll(rl_engine *e, int tfd, struct pollfd **pfd, rl_conn ***
     (*pfd)[n].revents = 0;
     (*pconn)[n++] = NULL;
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
-        rl_conn *cs[2] = {&ep->cmd, &ep->sub};
-        for (int i = 0; i < 2; i++) {
-            if (cs[i]->fd >= 0 && cs[i]->events) {
-                (*pfd)[n].fd = cs[i]->fd;
-                (*pfd)[n].events = cs[i]->events;
-                (*pconn)[n++] = cs[i];
+        for (size_t i = 0, k = rl_endpoint_nconns(ep); i < k; i++) {
+            rl_conn *c = rl_endpoint_conn(ep, i);
+            if (c->fd >= 0 && c->events) {
+                (*pfd)[n].fd = c->fd;
+                (*pfd)[n].events = c->events;
+                (*pconn)[n++] = c;
             }
         }
     }

@@ -61,6 +61,7 @@ typedef struct rl_conn_cfg {
     const char *display;           /* the URL without the password, for messages */
     int is_sub;                    /* subscriber: no SELECT/SCRIPT LOAD, no stall timeout */
     int select_db, load_scripts;   /* which handshake commands */
+    int check_role;                /* ROLE must answer "master" (Sentinel): else the attempt fails */
     char (*sha)[48];               /* SCRIPT LOAD answers, RL_SCRIPT_COUNT of them */
 } rl_conn_cfg;
 
@@ -102,9 +103,10 @@ typedef struct rl_conn {
     int hs_pending;                /* handshake replies still expected, -1 failed */
     int hs_kind;                   /* failed: rl_errkind (0: try again later) */
     char hs_msg[640];              /* failed: why */
+    int not_master;                /* the last attempt failed on ROLE: the server is not the master */
     int hs_index;                  /* which handshake reply comes next */
-    const char *hs_what[8];        /* name of each handshake command */
-    int hs_script[8];              /* script id of each SCRIPT LOAD */
+    const char *hs_what[10];        /* name of each handshake command */
+    int hs_script[10];              /* script id of each SCRIPT LOAD */
     unsigned failures;             /* consecutive failed attempts (backoff) */
     rl_timer timer;                /* reconnect, connect timeout, stall check */
     long pending;                  /* commands sent, replies not yet seen */
@@ -121,6 +123,12 @@ struct rl_endpoint {
     rl_conn cmd, sub;
     struct rl_tls_ctx *tls_ctx;    /* rediss://: a reference to the first lease's context (rl_tls.h), NULL otherwise */
     int synced;                    /* serves leases with min_replicas > 0 (WAIT blocks its connection) */
+    /* redis+sentinel://: the topology names the master the connections go to */
+    struct rl_topo *topo;          /* NULL for other URLs */
+    char mhost[256];               /* the master's host ("" while unknown), the connections' cfg.host */
+    int mport;                     /* 0 while unknown */
+    char mdisplay[600];            /* the connections' cfg.display: master address and the URL */
+    int switching;                 /* moving to another master: its drops ask nothing */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */
@@ -131,7 +139,22 @@ struct rl_endpoint {
     /* published under eng->mu */
     int fatal_kind;                /* rl_errkind of a handshake failure, 0 if none */
     char fatal_msg[640];
+    char pub_master[280];          /* sentinel: "host:port" of the master, "" while unknown */
+    char pub_sentinels[1400];      /* sentinel: rl_topo_describe's lines */
 };
+
+/* What an endpoint tells each of its leases, handed down by the lease layer
+ * when it attaches one (rl_endpoint_attach): the endpoint does not call up
+ * into the state machine. */
+typedef struct rl_ep_lease_cbs {
+    void (*ready)(rl_lease *l);                       /* command connection up */
+    void (*down)(rl_lease *l, const char *why, int fatal_kind);
+    void (*message)(rl_lease *l, const char *payload, size_t len);   /* release/acquire notice */
+    void (*listening)(rl_lease *l);                   /* subscription confirmed */
+    /* The server is no longer the master (Sentinel switch, ROLE, READONLY):
+     * a leader steps down now, not at its deadline. */
+    void (*demoted)(rl_lease *l, const char *why);
+} rl_ep_lease_cbs;
 
 /* ---- the leases of one key on one endpoint ---- */
 enum { RL_SUB_NONE, RL_SUB_ON, RL_SUB_LEAVING };
@@ -232,6 +255,7 @@ struct rl_lease {
 
     /* published under eng->mu */
     int pub_phase;
+    rl_endpoint *pub_ep;               /* the endpoint attached (set/cleared with ep), for stats */
     int lock_done;                     /* lock mode: campaign ended */
     int pub_releasing;                 /* releases in flight */
     /* stop()/resign() calls posted (counted by post() in queue order) and
@@ -266,6 +290,7 @@ struct rl_lease {
     rl_lease *ep_next, *ep_prev;
     rl_lease *k_next, *k_prev;
     rl_endpoint *ep;
+    const rl_ep_lease_cbs *ep_cbs;     /* set by rl_endpoint_attach */
     rl_keyent *kent;
     int phase;
     int busy;                          /* RL_REQ_* in flight */

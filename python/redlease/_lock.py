@@ -457,6 +457,7 @@ class Lock(_c.LeaseBase):
         """Counters of this lock's lease: acquisitions, renewals, ..."""
         info = self._info()
         info.pop("phase", None)
+        _topology_stats(info)
         return info
 
     def __enter__(self):
@@ -485,3 +486,20 @@ class Lock(_c.LeaseBase):
                             self.key, self.node_id, token, text)
         elif kind == _c.EV_ERROR:
             log.warning("key=%r node=%s: %s", self.key, self.node_id, text)
+
+
+def _topology_stats(info):
+    """redis+sentinel://: 'master' ("host:port" the sentinels name, None while
+    unknown) and 'sentinels' (one dict per sentinel: address, state, error)."""
+    if "_master" not in info:
+        return
+    info["master"] = info.pop("_master")
+    text = info.pop("_sentinels") or ""
+    sentinels = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        head, _, error = line.partition(": ")
+        address, _, state = head.partition(" ")
+        sentinels.append({"address": address, "state": state, "error": error or None})
+    info["sentinels"] = sentinels

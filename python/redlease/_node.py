@@ -400,6 +400,7 @@ class DistributionNode(_c.LeaseBase):
         """Counters of this node's lease: acquisitions, renewals, ..."""
         info = self._info()
         info.pop("phase", None)
+        _topology_stats(info)
         return info
 
     def __enter__(self):
@@ -467,3 +468,20 @@ class DistributionNode(_c.LeaseBase):
             cb(arg)
         except Exception:
             log.exception("callback %r of key=%r node=%s raised", cb, self.key, self.node_id)
+
+
+def _topology_stats(info):
+    """redis+sentinel://: 'master' ("host:port" the sentinels name, None while
+    unknown) and 'sentinels' (one dict per sentinel: address, state, error)."""
+    if "_master" not in info:
+        return
+    info["master"] = info.pop("_master")
+    text = info.pop("_sentinels") or ""
+    sentinels = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        head, _, error = line.partition(": ")
+        address, _, state = head.partition(" ")
+        sentinels.append({"address": address, "state": state, "error": error or None})
+    info["sentinels"] = sentinels
