@@ -148,7 +148,7 @@ def main():
     key = bytes.fromhex(cfg["key_hex"]) if "key_hex" in cfg else cfg["key"]
     ttl = float(cfg["ttl"])
     kwargs = {k: cfg[k] for k in ("node_id", "renew_interval", "retry_interval",
-                                  "connect_timeout", "command_timeout") if k in cfg}
+                                  "connect_timeout", "command_timeout", "min_replicas") if k in cfg}
 
     def on_elected(token):
         emit("elected", token=token)
