@@ -52,7 +52,7 @@ int64_t rl_backoff(rl_lease *l, int64_t cap)
 
 /* ---- leadership transitions ---- */
 
-static void step_down(rl_lease *l, const char *reason, int voluntary)
+void rl_step_down(rl_lease *l, const char *reason, int voluntary)
 {
     rl_engine *eng = rl_lease_eng(l);
     l->phase = RL_L_CAMPAIGN;
@@ -72,7 +72,7 @@ static void step_down(rl_lease *l, const char *reason, int voluntary)
 
 /* After losing the lease: a node campaigns again, a lock waits for its
  * owner to release it (the lease is gone, nothing more to do). */
-static void after_loss(rl_lease *l, int64_t when)
+void rl_after_loss(rl_lease *l, int64_t when)
 {
     if (l->mode == RL_MODE_LOCK)
         rl_heap_cancel(&rl_lease_eng(l)->timers, &l->act_timer);
@@ -124,7 +124,7 @@ static void on_acquired(rl_lease *l, int64_t token, int64_t now)
 }
 
 /* A lock's single attempt (acquire(blocking=False)) is over without it. */
-static void lock_attempt_over(rl_lease *l, int errkind, const char *msg)
+void rl_lock_attempt_over(rl_lease *l, int errkind, const char *msg)
 {
     rl_engine *eng = rl_lease_eng(l);
     rl_heap_cancel(&eng->timers, &l->act_timer);
@@ -161,7 +161,7 @@ static void on_unsynced(rl_lease *l, int64_t now)
         return;                        /* stopping: the release follows */
     send_release(l);                   /* term-exact; the next acquire draws a new term */
     if (l->try_once) {
-        lock_attempt_over(l, 0, NULL);
+        rl_lock_attempt_over(l, 0, NULL);
         return;
     }
     l->err_streak++;
@@ -175,7 +175,7 @@ static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl
     if (l->phase != RL_L_CAMPAIGN)
         return;
     if (l->try_once) {
-        lock_attempt_over(l, 0, NULL);
+        rl_lock_attempt_over(l, 0, NULL);
         return;
     }
     rl_endpoint_listen(l);
@@ -206,7 +206,7 @@ static void on_refused(rl_lease *l, long long wait_ms, int64_t now)
     if (l->phase != RL_L_CAMPAIGN)
         return;
     if (l->try_once) {
-        lock_attempt_over(l, 0, NULL);
+        rl_lock_attempt_over(l, 0, NULL);
         return;
     }
     int64_t d = (int64_t)wait_ms * 1000 + 1000;
@@ -221,7 +221,7 @@ static void attempt_failed(rl_lease *l, int kind, const char *msg, int64_t now)
     if (l->phase != RL_L_CAMPAIGN)
         return;
     if (l->try_once) {
-        lock_attempt_over(l, kind ? kind : RL_ECONN, msg);
+        rl_lock_attempt_over(l, kind ? kind : RL_ECONN, msg);
         return;
     }
     int64_t d = rl_backoff(l, l->retry_us);
@@ -269,9 +269,9 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
                  (int)(hlen > 120 ? 120 : hlen), holder);
     else
         snprintf(reason, sizeof reason, "lost: the key expired or was deleted");
-    step_down(l, reason, 0);
+    rl_step_down(l, reason, 0);
     rl_pub_leader(l, holder, hlen);
-    after_loss(l, holder ? now + l->retry_us : now);
+    rl_after_loss(l, holder ? now + l->retry_us : now);
 }
 
 /* READONLY: the server became a replica (a Sentinel failover).  Tell the
@@ -428,7 +428,7 @@ static void act_fire(rl_timer *t, int64_t now)
                 snprintf(msg, sizeof msg, "cannot connect to %s: the last attempt failed%s%s",
                          l->ep->display, l->last_error ? ": " : "", l->last_error ? l->last_error : "");
                 if (l->try_once) {
-                    lock_attempt_over(l, RL_ECONN, l->last_error ? l->last_error : msg);
+                    rl_lock_attempt_over(l, RL_ECONN, l->last_error ? l->last_error : msg);
                     return;
                 }
                 if (!l->last_error)
@@ -479,8 +479,8 @@ static void dl_fire(rl_timer *t, int64_t now)
     } else if (!l->last_error && l->auto_renew) {   /* only the engine writes it */
         rl_pub_error(l, 0, "lease expired locally: the renewal could not be sent (no connection)");
     }
-    step_down(l, reason, 0);
-    after_loss(l, now);
+    rl_step_down(l, reason, 0);
+    rl_after_loss(l, now);
 }
 
 /* ---- commands ---- */
@@ -572,7 +572,7 @@ void rl_campaign_stop(rl_lease *l)
     }
     l->want_stop = 1;
     if (l->phase == RL_L_LEADING)
-        step_down(l, "stopped", 1);
+        rl_step_down(l, "stopped", 1);
     l->phase = RL_L_STOPPING;
     rl_heap_cancel(&eng->timers, &l->act_timer);
     rl_heap_cancel(&eng->timers, &l->dl_timer);
@@ -584,98 +584,11 @@ void rl_campaign_resign(rl_lease *l)
 {
     if (l->phase == RL_L_LEADING) {
         int64_t now = rl_now_us();
-        step_down(l, "resigned", 1);
+        rl_step_down(l, "resigned", 1);
         l->resign_until = now + l->retry_us;
         send_release(l);
-        after_loss(l, l->resign_until);
+        rl_after_loss(l, l->resign_until);
     }
     if (!l->rel_pending)
         rl_pub_releases(l, 0);     /* nothing in flight: this resign is over */
 }
-
-/* ---- endpoint events ---- */
-
-void rl_campaign_conn_ready(rl_lease *l)
-{
-    rl_query_send_pending(l);
-    if ((l->phase == RL_L_CAMPAIGN || l->phase == RL_L_LEADING) && !l->busy) {
-        if (l->phase == RL_L_CAMPAIGN && l->mode == RL_MODE_LOCK && l->lock_done)
-            return;
-        int64_t now = rl_now_us();
-        rl_act_at(l, now > l->resign_until ? now : l->resign_until);
-    }
-}
-
-void rl_campaign_conn_down(rl_lease *l, const char *why, int fatal_kind)
-{
-    if (l->phase == RL_L_STOPPING || (l->phase == RL_L_IDLE && !l->q_wanted))
-        return;
-    rl_pub_error(l, fatal_kind, why);
-    if (l->phase == RL_L_CAMPAIGN && l->try_once && !l->busy)
-        lock_attempt_over(l, fatal_kind ? fatal_kind : RL_ECONN, why);
-    rl_query_conn_down(l, why, fatal_kind);    /* last: may drop the last reference */
-}
-
-void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
-{
-    const char *id = p + 1;
-    size_t idlen = len - 1;
-    int mine = idlen == l->termlen && memcmp(id, l->term, idlen) == 0;   /* this object's term */
-    if (l->mode == RL_MODE_WATCH) {
-        rl_watch_message(l, p, len);
-        return;
-    }
-    if (p[0] == 'R') {
-        if (l->phase != RL_L_CAMPAIGN || mine)
-            return;          /* our own release (an unconfirmed grant, a resign) */
-        rl_pub_leader(l, NULL, 0);
-        if (l->mode == RL_MODE_LOCK && l->lock_done)
-            return;
-        if (l->busy) {
-            l->rel_seen = 1;
-            return;
-        }
-        int64_t now = rl_now_us();
-        if (now >= l->resign_until)
-            rl_act_at(l, now);
-    } else if (p[0] == 'A') {
-        /* A leader learns of a loss from its next renew: this notice may be
-         * older than our own term (two sockets, no common order). */
-        if (mine || l->phase == RL_L_LEADING)
-            return;
-        rl_pub_leader(l, id, idlen);
-    }
-}
-
-/* The endpoint's server is no longer the master: a leader steps down now. */
-void rl_campaign_demoted(rl_lease *l, const char *why)
-{
-    if (l->phase != RL_L_LEADING)
-        return;
-    char reason[600];
-    snprintf(reason, sizeof reason, "stepped down: %s", why);
-    step_down(l, reason, 0);
-    after_loss(l, rl_now_us());
-}
-
-void rl_campaign_on_listening(rl_lease *l)
-{
-    if (l->mode == RL_MODE_WATCH && l->phase == RL_L_CAMPAIGN) {
-        /* Changes before the subscription were missed: look again. */
-        l->watch_notices++;
-        if (!l->busy)
-            rl_act_at(l, rl_now_us());
-        return;
-    }
-    if (l->phase != RL_L_CAMPAIGN || l->busy)
-        return;
-    if (l->mode == RL_MODE_LOCK && l->lock_done)
-        return;
-    int64_t now = rl_now_us();
-    rl_act_at(l, now > l->resign_until ? now : l->resign_until);
-}
-
-const rl_ep_lease_cbs rl_campaign_ep_cbs = {
-    rl_campaign_conn_ready, rl_campaign_conn_down, rl_campaign_on_message,
-    rl_campaign_on_listening, rl_campaign_demoted,
-};

@@ -24,6 +24,9 @@ static inline int64_t rl_pttl_us(long long pttl_ms)
 void rl_act_at(rl_lease *l, int64_t when);
 int64_t rl_backoff(rl_lease *l, int64_t cap);
 void rl_maybe_finish_stop(rl_lease *l);
+void rl_step_down(rl_lease *l, const char *reason, int voluntary);
+void rl_after_loss(rl_lease *l, int64_t when);     /* a node campaigns again at when */
+void rl_lock_attempt_over(rl_lease *l, int errkind, const char *msg);
 
 /* rl_request.c */
 int rl_send_script(rl_lease *l, int script, rl_reply_fn *cb, int eval);

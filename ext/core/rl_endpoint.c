@@ -1,4 +1,5 @@
 #include "rl_endpoint.h"
+#include "rl_endpoint_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 
 static void sweep_timer(rl_timer *t, int64_t now);
 static const rl_conn_cbs cmd_cbs, sub_cbs;
-static const rl_topo_cbs topo_cbs;
 
 static int same_str(const char *a, const char *b)
 {
@@ -59,16 +59,6 @@ static int addr_known(const rl_endpoint *ep)
     return !ep->topo || ep->mport != 0;
 }
 
-static void set_mdisplay(rl_endpoint *ep)
-{
-    if (!ep->mport)
-        snprintf(ep->mdisplay, sizeof ep->mdisplay, "the master of %s", ep->display);
-    else if (strchr(ep->mhost, ':'))
-        snprintf(ep->mdisplay, sizeof ep->mdisplay, "master [%s]:%d (%s)", ep->mhost, ep->mport, ep->display);
-    else
-        snprintf(ep->mdisplay, sizeof ep->mdisplay, "master %s:%d (%s)", ep->mhost, ep->mport, ep->display);
-}
-
 /* Endpoints are shared by URL identity: the host name as written, not the
  * address it resolves to (which may change: every connect resolves it
  * again). */
@@ -94,14 +84,14 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
     ep->synced = l->min_replicas > 0;
     if (ep->url.kind == RL_URL_SENTINEL) {
         ep->topo = rl_topo_new(eng, &ep->url, ep->tls_ctx, ep->connect_timeout_us,
-                               ep->command_timeout_us, &topo_cbs, ep);
+                               ep->command_timeout_us, &rl_ep_topo_cbs, ep);
         if (!ep->topo) {
             rl_tls_ctx_free(ep->tls_ctx);
             rl_url_free(&ep->url);
             free(ep);
             return NULL;
         }
-        set_mdisplay(ep);
+        rl_ep_set_mdisplay(ep);
     }
     rl_conn_cfg cfg;
     conn_cfg(ep, &cfg, 0);
@@ -444,29 +434,6 @@ static void unsub_one(void *v, void *arg)
     k->resub = 0;
 }
 
-/* Every leader on this endpoint steps down now: the server it leads on is
- * (or may be) no longer the master, and a demoted master keeps accepting
- * writes until it is reconfigured. */
-static void demote_all(rl_endpoint *ep, const char *why)
-{
-    for (rl_lease *l = ep->leases, *next; l; l = next) {
-        next = l->ep_next;
-        l->ep_cbs->demoted(l, why);
-    }
-}
-
-void rl_endpoint_not_master(rl_endpoint *ep, const char *why)
-{
-    if (!ep->topo || ep->freeing)
-        return;
-    demote_all(ep, why);
-    ep->switching = 1;
-    rl_conn_drop(&ep->cmd, why);
-    rl_conn_drop(&ep->sub, why);
-    ep->switching = 0;
-    rl_topo_ask(ep->topo, 1);
-}
-
 static void cmd_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
 {
     rl_endpoint *ep = owner;
@@ -481,7 +448,7 @@ static void cmd_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
         pthread_mutex_unlock(&ep->eng->mu);
     }
     if (ep->topo && c->not_master)
-        demote_all(ep, why);
+        rl_ep_demote_all(ep, why);
     for (rl_lease *l = ep->leases, *next; l; l = next) {
         next = l->ep_next;
         l->ep_cbs->down(l, why, fatal_kind);
@@ -524,80 +491,3 @@ rl_conn *rl_endpoint_conn(rl_endpoint *ep, size_t i)
     return i == 0 ? &ep->cmd : i == 1 ? &ep->sub : rl_topo_conn(ep->topo, i - 2);
 }
 
-/* ---- the Sentinel topology's callback table ---- */
-
-static void publish_topo(rl_endpoint *ep)
-{
-    pthread_mutex_lock(&ep->eng->mu);
-    if (ep->mport && strchr(ep->mhost, ':'))
-        snprintf(ep->pub_master, sizeof ep->pub_master, "[%s]:%d", ep->mhost, ep->mport);
-    else if (ep->mport)
-        snprintf(ep->pub_master, sizeof ep->pub_master, "%s:%d", ep->mhost, ep->mport);
-    else
-        ep->pub_master[0] = 0;
-    rl_topo_describe(ep->topo, ep->pub_sentinels, sizeof ep->pub_sentinels);
-    pthread_mutex_unlock(&ep->eng->mu);
-}
-
-static void topo_master(void *owner, const char *host, int port, const char *why)
-{
-    rl_endpoint *ep = owner;
-    char msg[900];
-    if (ep->freeing)
-        return;
-    int had = ep->mport != 0;
-    if (had) {
-        snprintf(msg, sizeof msg, "the master of '%s' moved from %s:%d to %s:%d (%s)",
-                 ep->url.service_name, ep->mhost, ep->mport, host, port, why);
-        demote_all(ep, msg);
-    }
-    /* Off the old master first: the connections' host points into mhost. */
-    ep->switching = 1;
-    rl_conn_set_addr(&ep->cmd, ep->mhost, 0, had ? msg : "master changed");
-    rl_conn_set_addr(&ep->sub, ep->mhost, 0, had ? msg : "master changed");
-    ep->switching = 0;
-    snprintf(ep->mhost, sizeof ep->mhost, "%s", host);
-    ep->mport = port;
-    set_mdisplay(ep);
-    rl_conn_set_addr(&ep->cmd, ep->mhost, port, msg);
-    rl_conn_set_addr(&ep->sub, ep->mhost, port, msg);
-    publish_topo(ep);
-    if (ep->nleases > 0) {
-        rl_conn_connect(&ep->cmd);
-        rl_conn_connect(&ep->sub);
-    }
-}
-
-static void topo_error(void *owner, const char *msg, int fatal_kind)
-{
-    rl_endpoint *ep = owner;
-    if (ep->freeing)
-        return;
-    if (fatal_kind) {
-        pthread_mutex_lock(&ep->eng->mu);
-        ep->fatal_kind = fatal_kind;
-        snprintf(ep->fatal_msg, sizeof ep->fatal_msg, "%s", msg);
-        pthread_mutex_unlock(&ep->eng->mu);
-    }
-    if (ep->cmd.state == RL_C_READY)
-        return;                  /* the master we have still answers */
-    for (rl_lease *l = ep->leases, *next; l; l = next) {
-        next = l->ep_next;
-        l->ep_cbs->down(l, msg, fatal_kind);
-    }
-}
-
-static int topo_wanted(void *owner)
-{
-    rl_endpoint *ep = owner;
-    return !ep->freeing && ep->nleases > 0;
-}
-
-static void topo_changed(void *owner)
-{
-    rl_endpoint *ep = owner;
-    if (!ep->freeing)
-        publish_topo(ep);
-}
-
-static const rl_topo_cbs topo_cbs = {topo_master, topo_error, topo_wanted, topo_changed};
