@@ -22,6 +22,7 @@ typedef struct rl_topo_node {
     rl_conn cmd, sub;
     int fatal;                /* rl_errkind of the latest refusal, 0 if none */
     int nil;                  /* the latest answer: does not know the service */
+    int stale;                /* the latest answer: the retired master */
     char last_error[240];
 } rl_topo_node;
 
@@ -35,6 +36,10 @@ struct rl_topo {
     int freeing;
     char master_host[256];
     int master_port;           /* 0: none known */
+    /* The old address of the latest +switch-master: a sentinel that still
+     * names it has not heard of the switch yet, so its answer is stale. */
+    char retired_host[256];
+    int retired_port;          /* 0: none */
     int round;                 /* sentinels asked so far this round, -1: no round */
     int first;                 /* where the round starts */
     int answered;              /* index of the sentinel that answered last, -1 none */
@@ -70,7 +75,7 @@ static void start_round(rl_topo *t)
     t->round = 0;
     t->again = 0;
     for (int i = 0; i < t->n; i++)
-        t->nodes[i].nil = 0;
+        t->nodes[i].nil = t->nodes[i].stale = 0;
     ask_next(t);
 }
 
@@ -85,9 +90,10 @@ static void round_over(rl_topo *t, int ok)
     }
     /* Nobody could name the master: say why, try again later. */
     char msg[900];
-    int nil = 0, fatal = t->n ? t->nodes[0].fatal : 0;
+    int nil = 0, stale = 0, fatal = t->n ? t->nodes[0].fatal : 0;
     for (int i = 0; i < t->n; i++) {
         nil += t->nodes[i].nil;
+        stale += t->nodes[i].stale;
         if (t->nodes[i].fatal != fatal)
             fatal = 0;
     }
@@ -102,6 +108,11 @@ static void round_over(rl_topo *t, int ok)
         const rl_topo_node *s = &t->nodes[i];
         len += snprintf(msg + len, sizeof msg - (size_t)len, "%s %s: %s", i ? ";" : "", s->display + 9,
                         s->nil ? "does not know the service" : s->last_error[0] ? s->last_error : "not connected");
+    }
+    if (stale == t->n) {
+        /* Every sentinel names the old master again: they moved back (a
+         * switch we did not hear of); believe them from the next round. */
+        t->retired_port = 0;
     }
     t->failures++;
     int64_t d = RL_TOPO_BACKOFF_MIN_US;
@@ -146,6 +157,11 @@ static void got_master(rl_topo *t, const char *host, size_t hlen, int port, cons
     t->cbs->master(t->owner, t->master_host, t->master_port, why);
 }
 
+static int is_retired(const rl_topo *t, const char *host, size_t hlen, int port)
+{
+    return t->retired_port == port && strlen(t->retired_host) == hlen && memcmp(t->retired_host, host, hlen) == 0;
+}
+
 static void ask_reply(redisReply *r, void *priv)
 {
     rl_topo_node *s = priv;
@@ -160,6 +176,13 @@ static void ask_reply(redisReply *r, void *priv)
         s->last_error[0] = 0;
     } else if (r->type == REDIS_REPLY_ERROR) {
         node_error(s, "%.*s", r->str, (int)(r->len > 160 ? 160 : r->len));
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+               r->element[1]->type == REDIS_REPLY_STRING &&
+               parse_port(r->element[1]->str, r->element[1]->len) &&
+               is_retired(t, r->element[0]->str, r->element[0]->len,
+                          parse_port(r->element[1]->str, r->element[1]->len))) {
+        s->stale = 1;
+        node_error(s, "%.*s", "names the master before the latest +switch-master (not updated yet)", 67);
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
                r->element[1]->type == REDIS_REPLY_STRING &&
                parse_port(r->element[1]->str, r->element[1]->len)) {
@@ -279,9 +302,17 @@ static void sub_message(void *owner, rl_conn *c, redisReply *r)
     const char *svc = t->url->service_name;
     if (nf != 5 || fl[0] != strlen(svc) || memcmp(f[0], svc, fl[0]) != 0)
         return;
-    int port = parse_port(f[4], fl[4]);
+    int port = parse_port(f[4], fl[4]), old_port = parse_port(f[2], fl[2]);
     if (!port)
         return;
+    if (old_port && fl[1] < sizeof t->retired_host && !(fl[1] == fl[3] && old_port == port &&
+                                                         memcmp(f[1], f[3], fl[1]) == 0)) {
+        memcpy(t->retired_host, f[1], fl[1]);
+        t->retired_host[fl[1]] = 0;
+        t->retired_port = old_port;
+    }
+    if (is_retired(t, f[3], fl[3], port))
+        t->retired_port = 0;
     char why[400];
     snprintf(why, sizeof why, "+switch-master from %s", s->display);
     got_master(t, f[3], fl[3], port, why);
