@@ -126,6 +126,26 @@ def _has_online_replica(server):
     return any(line.startswith("slave") and "state=online" in line for line in info.splitlines())
 
 
+def test_a_named_server_that_is_not_the_master_is_refused(rl, sentinels, key):
+    """The sentinels (real ones) are told to monitor a replica as the
+    master of a second service: ROLE says slave on every connect, so the
+    node never leads there and says why."""
+    replica = next(r for r in sentinels.servers if role(r) == "slave")
+    for sn in sentinels.sentinels:
+        sn.cmd("SENTINEL", "MONITOR", "onreplica", "127.0.0.1", str(replica.port), "2")
+    url = sentinels.url().replace("/mymaster/", "/onreplica/")
+    node = rl.DistributionNode(url, key, ttl=TTL)
+    try:
+        node.start()
+        wait_until(lambda: node.last_error and "is not the master (ROLE: slave)" in node.last_error, 15,
+                   desc="last_error says the named server is not the master")
+        assert node.stats()["master"] == f"127.0.0.1:{replica.port}"
+        assert not node.wait_for_leadership(timeout=2 * TTL)
+        assert replica.cmd("GET", key) is None
+    finally:
+        node.stop()
+
+
 def _fault(sentinels, how):
     """Inflict the fault; return (t_fault, the old master, undo)."""
     old = sentinels.master
