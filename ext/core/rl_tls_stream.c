@@ -167,43 +167,6 @@ static int handshake_failure(rl_tls_stream *t, char *err, size_t errlen)
     return 1;
 }
 
-/* ---- the operations ---- */
-
-static int tls_handshake(rl_stream *s, short *want, int *permanent, char *err, size_t errlen)
-{
-    rl_tls_stream *t = (rl_tls_stream *)s;
-    *want = 0;
-    *permanent = 0;
-    t->sys_errno = 0;
-    ERR_clear_error();
-    int rc = SSL_connect(t->ssl);
-    if (rc == 1)
-        return 1;
-    int e = SSL_get_error(t->ssl, rc);
-    int result = -1;
-    switch (e) {
-    case SSL_ERROR_WANT_READ:
-        *want = POLLIN;
-        result = 0;
-        break;
-    case SSL_ERROR_WANT_WRITE:
-        *want = POLLOUT;
-        result = 0;
-        break;
-    case SSL_ERROR_SSL:
-        *permanent = handshake_failure(t, err, errlen);
-        break;
-    case SSL_ERROR_ZERO_RETURN:
-        t->sys_errno = 0;
-        io_message(t, "handshake", err, errlen);
-        break;
-    default:   /* SSL_ERROR_SYSCALL and anything unexpected */
-        io_message(t, "handshake", err, errlen);
-        break;
-    }
-    ERR_clear_error();
-    return result;
-}
 
 /* A failed SSL_read_ex/SSL_write_ex: 0 = would block (*want set),
  * 1 = the peer closed (reads), -1 = failed (err filled). */
@@ -260,6 +223,131 @@ static void refusal_probe(rl_tls_stream *t, char *err, size_t errlen)
             snprintf(err, errlen, "%s", probe);
     }
 }
+
+/* ---- TLS 1.3 with a client certificate: the server's verdict ----
+ *
+ * With TLS 1.3 the client finishes its handshake before the server has
+ * checked the client certificate; a server that refuses it says so in an
+ * alert after that.  So when the server asked for a certificate, the
+ * handshake goes on with one PING: any reply line ("+PONG", "-NOAUTH ...")
+ * means the server took the certificate; an alert is a refusal (permanent),
+ * and the refusal is reported by the handshake, as for TLS 1.2.  The reply
+ * is consumed here; the connection layer never sees it. */
+
+#define CONFIRM_PING "*1\r\n$4\r\nPING\r\n"
+
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)arg;
+    rl_tls_stream *t = SSL_get_app_data(ssl);
+    if (t && !write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+        ((const unsigned char *)buf)[0] == SSL3_MT_CERTIFICATE_REQUEST)
+        t->cert_requested = 1;
+}
+
+static int confirm_step(rl_tls_stream *t, short *want, int *permanent, char *err, size_t errlen)
+{
+    const size_t plen = sizeof CONFIRM_PING - 1;
+    int result = 0;
+    ERR_clear_error();
+    while (t->confirm_sent < plen) {
+        size_t put = 0;
+        int rc = SSL_write_ex(t->ssl, CONFIRM_PING + t->confirm_sent, plen - t->confirm_sent, &put);
+        if (rc == 1) {
+            t->confirm_sent += put;
+            continue;
+        }
+        int f = io_failure(t, SSL_get_error(t->ssl, rc), "handshake", want, err, errlen);
+        if (f == 0)
+            goto out;
+        if (f == 1)
+            io_message(t, "handshake", err, errlen);
+        if (!t->refused)
+            refusal_probe(t, err, errlen);
+        *permanent = t->refused;
+        result = -1;
+        goto out;
+    }
+    for (;;) {
+        char ch;
+        size_t got = 0;
+        int rc = SSL_read_ex(t->ssl, &ch, 1, &got);
+        if (rc == 1 && got == 1) {
+            if (ch == '\n') {
+                t->confirm = 0;
+                result = 1;
+                goto out;
+            }
+            if (++t->confirm_got > 4096) {
+                snprintf(err, errlen, "TLS handshake with %s: no Redis reply to PING", t->host);
+                result = -1;
+                goto out;
+            }
+            continue;
+        }
+        int f = io_failure(t, SSL_get_error(t->ssl, rc), "handshake", want, err, errlen);
+        if (f == 0)
+            goto out;
+        if (f == 1) {
+            t->sys_errno = 0;
+            io_message(t, "handshake", err, errlen);
+        }
+        *permanent = t->refused;
+        result = -1;
+        goto out;
+    }
+out:
+    ERR_clear_error();
+    return result;
+}
+
+static int tls_handshake(rl_stream *s, short *want, int *permanent, char *err, size_t errlen)
+{
+    rl_tls_stream *t = (rl_tls_stream *)s;
+    *want = 0;
+    *permanent = 0;
+    t->sys_errno = 0;
+    if (t->confirm)
+        return confirm_step(t, want, permanent, err, errlen);
+    ERR_clear_error();
+    int rc = SSL_connect(t->ssl);
+    if (rc == 1) {
+        ERR_clear_error();
+        if (t->cert_requested && SSL_version(t->ssl) >= TLS1_3_VERSION) {
+            t->confirm = 1;
+            return confirm_step(t, want, permanent, err, errlen);
+        }
+        return 1;
+    }
+    int e = SSL_get_error(t->ssl, rc);
+    int result = -1;
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        *want = POLLIN;
+        result = 0;
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        *want = POLLOUT;
+        result = 0;
+        break;
+    case SSL_ERROR_SSL:
+        *permanent = handshake_failure(t, err, errlen);
+        break;
+    case SSL_ERROR_ZERO_RETURN:
+        t->sys_errno = 0;
+        io_message(t, "handshake", err, errlen);
+        break;
+    default:   /* SSL_ERROR_SYSCALL and anything unexpected */
+        io_message(t, "handshake", err, errlen);
+        break;
+    }
+    ERR_clear_error();
+    return result;
+}
+
+/* ---- the operations ---- */
 
 static long tls_read(rl_stream *s, char *buf, size_t n, short *want, char *err, size_t errlen)
 {
@@ -359,8 +447,10 @@ rl_stream *rl_tls_stream_new(rl_tls_ctx *ctx, int fd, const char *host, char *er
     snprintf(t->host, sizeof t->host, "%s", host);
     t->is_ip = ip_literal(host, plain, sizeof plain);
     t->ssl = SSL_new(ctx->ctx);
-    if (t->ssl)
+    if (t->ssl) {
         SSL_set_app_data(t->ssl, t);
+        SSL_set_msg_callback(t->ssl, on_message);
+    }
     BIO *bio = t->ssl ? BIO_new(ctx->bio) : NULL;
     if (!bio)
         goto fail;
