@@ -117,10 +117,15 @@ static int last_reason(void)
 
 static void io_message(const rl_tls_stream *t, const char *during, char *err, size_t errlen)
 {
-    if (t->sys_errno)
+    int hs = strcmp(during, "handshake") == 0;   /* the connection layer names the host */
+    if (t->sys_errno && hs)
+        snprintf(err, errlen, "%s", strerror(t->sys_errno));
+    else if (t->sys_errno)
         snprintf(err, errlen, "TLS %s with %s failed: %s", during, t->host, strerror(t->sys_errno));
+    else if (hs)
+        snprintf(err, errlen, "the server closed the connection during the TLS handshake");
     else
-        snprintf(err, errlen, "the server %s closed the connection during the TLS %s", t->host, during);
+        snprintf(err, errlen, "the server %s closed the connection during a TLS %s", t->host, during);
 }
 
 /* A failed SSL_connect (SSL_ERROR_SSL): fills err; 1 if permanent. */
@@ -132,14 +137,13 @@ static int handshake_failure(rl_tls_stream *t, char *err, size_t errlen)
     long vr = SSL_get_verify_result(t->ssl);
     if (t->ctx->cert_reqs != RL_TLS_REQ_NONE && vr != X509_V_OK) {
         if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-            snprintf(err, errlen, "TLS certificate verify failed: the server's certificate is for %s, "
+            snprintf(err, errlen, "certificate verify failed: the server's certificate is for %s, "
                      "not '%s'; connect with a name the certificate holds, or give "
                      "ssl_check_hostname=false to skip the name check",
                      t->peer_names[0] ? t->peer_names : "other names", t->host);
         } else {
-            snprintf(err, errlen, "TLS certificate verify failed for %s: %s; %s (or "
-                     "ssl_cert_reqs=none to skip verification)", t->host,
-                     X509_verify_cert_error_string(vr), t->ctx->ca_hint);
+            snprintf(err, errlen, "certificate verify failed: %s; %s (or ssl_cert_reqs=none to "
+                     "skip verification)", X509_verify_cert_error_string(vr), t->ctx->ca_hint);
         }
         return 1;
     }
@@ -149,21 +153,20 @@ static int handshake_failure(rl_tls_stream *t, char *err, size_t errlen)
         return 0;
     }
     if (reason_not_tls(reason)) {
-        snprintf(err, errlen, "TLS handshake with %s failed (%s): " NOT_TLS_FIX, t->host, why);
+        snprintf(err, errlen, "%s: " NOT_TLS_FIX, why);
         return 1;
     }
     if (reason_cert_refused(reason)) {
         t->refused = 1;
-        snprintf(err, errlen, "TLS handshake with %s failed: the server refused the client "
-                 "certificate (%s); " CERT_FIX, t->host, why);
+        snprintf(err, errlen, "the server refused the client certificate (%s); " CERT_FIX, why);
         return 1;
     }
     if (reason_version(reason)) {
-        snprintf(err, errlen, "TLS handshake with %s failed (%s): the server and redlease share "
-                 "no TLS version (redlease needs TLS 1.2 or later)", t->host, why);
+        snprintf(err, errlen, "%s: the server and redlease share no TLS version (redlease "
+                 "needs TLS 1.2 or later)", why);
         return 1;
     }
-    snprintf(err, errlen, "TLS handshake with %s failed: %s", t->host, why);
+    snprintf(err, errlen, "%s", why);
     return 1;
 }
 
@@ -187,12 +190,14 @@ static int io_failure(rl_tls_stream *t, int e, const char *what, short *want, ch
         if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
             return 1;
         rl_tls_reason(why, sizeof why);
+        char where[300] = "";    /* a handshake's messages get the host from the connection layer */
+        if (strcmp(what, "handshake") != 0)
+            snprintf(where, sizeof where, "TLS %s from %s failed: ", what, t->host);
         if (reason_cert_refused(reason)) {
             t->refused = 1;
-            snprintf(err, errlen, "TLS %s from %s failed: the server refused the client certificate "
-                     "(%s); " CERT_FIX, what, t->host, why);
+            snprintf(err, errlen, "%sthe server refused the client certificate (%s); " CERT_FIX, where, why);
         } else {
-            snprintf(err, errlen, "TLS %s from %s failed: %s", what, t->host, why);
+            snprintf(err, errlen, "%s%s", where, why);
         }
         return -1;
     }
@@ -209,7 +214,7 @@ static int io_failure(rl_tls_stream *t, int e, const char *what, short *want, ch
  * Finished and closes, and the write may hit the reset first.  The alert is
  * still in the socket's receive queue (Linux returns queued data before the
  * error): read it to report the refusal rather than a bare reset. */
-static void refusal_probe(rl_tls_stream *t, char *err, size_t errlen)
+static void refusal_probe(rl_tls_stream *t, const char *what, char *err, size_t errlen)
 {
     char scratch[512];
     size_t got = 0;
@@ -218,7 +223,7 @@ static void refusal_probe(rl_tls_stream *t, char *err, size_t errlen)
     int rc = SSL_read_ex(t->ssl, scratch, sizeof scratch, &got);
     if (rc != 1) {
         char probe[400];
-        io_failure(t, SSL_get_error(t->ssl, rc), "read", &want, probe, sizeof probe);
+        io_failure(t, SSL_get_error(t->ssl, rc), what, &want, probe, sizeof probe);
         if (t->refused)
             snprintf(err, errlen, "%s", probe);
     }
@@ -265,7 +270,7 @@ static int confirm_step(rl_tls_stream *t, short *want, int *permanent, char *err
         if (f == 1)
             io_message(t, "handshake", err, errlen);
         if (!t->refused)
-            refusal_probe(t, err, errlen);
+            refusal_probe(t, "handshake", err, errlen);
         *permanent = t->refused;
         result = -1;
         goto out;
@@ -393,7 +398,7 @@ static long tls_write(rl_stream *s, const char *buf, size_t n, short *want, char
             io_message(t, "write", err, errlen);
         }
         if (f != 0 && !t->refused && !t->app_read)
-            refusal_probe(t, err, errlen);
+            refusal_probe(t, "read", err, errlen);
         result = -1;
     }
     ERR_clear_error();
