@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rl_campaign.h"
 #include "rl_clock.h"
 #include "rl_conn.h"
 #include "rl_endpoint.h"
@@ -247,8 +246,6 @@ static int post(rl_engine *e, int op, rl_lease *l, rl_error *err, int wake_engin
     return 0;
 }
 
-void rl_lease_decref(rl_lease *l);   /* rl_api.c */
-
 static void activate(rl_engine *e, rl_lease *l)
 {
     if (l->act_prev || e->active == l)
@@ -276,7 +273,7 @@ void rl_engine_deactivate(rl_engine *e, rl_lease *l)
     l->act_next = l->act_prev = NULL;
     e->nactive--;
     atomic_fetch_sub(&e->st_leases, 1);
-    rl_lease_decref(l);
+    l->ops->decref(l);
 }
 
 void rl_engine_run_commands(rl_engine *e)
@@ -292,33 +289,33 @@ void rl_engine_run_commands(rl_engine *e)
         case RL_CMD_START:
             if (!e->draining) {
                 activate(e, l);
-                rl_campaign_start(e, l);
+                l->ops->start(e, l);
             }
             break;
         case RL_CMD_STOP:
             l->stops_taken++;
-            rl_campaign_stop(l);
+            l->ops->stop(l);
             break;
         case RL_CMD_RESIGN:
             l->resigns_taken++;
-            rl_campaign_resign(l);
+            l->ops->resign(l);
             break;
         case RL_CMD_QUERY:
             if (!e->draining) {
                 activate(e, l);
-                rl_campaign_query(e, l);
+                l->ops->query(e, l);
             }
             break;
         case RL_CMD_SHUTDOWN:
             e->draining = 1;
             for (rl_lease *a = e->active, *an; a; a = an) {
                 an = a->act_next;
-                rl_campaign_stop(a);
+                a->ops->stop(a);
             }
             break;
         }
         if (l)
-            rl_lease_decref(l);
+            l->ops->decref(l);
         free(c);
         c = next;
     }
