@@ -493,6 +493,14 @@ void rl_lease_info_clear(rl_lease_info *info)
     memset(info, 0, sizeof *info);
 }
 
+int rl_engine_next_event(rl_event *out, int64_t max_us)
+{
+    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
+    if (!e)
+        return -1;
+    return rl_events_next(e, out, max_us);
+}
+
 void rl_engine_get_info(rl_engine_info *out)
 {
     rl_engine *e = rl_engine_current();
