@@ -86,6 +86,10 @@ class Namespace:
         shutil.rmtree(self.etc, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def write_resolv(self, text):
+        with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
+            f.write(text)
+
     def write_hosts(self, lines):
         """Rewrite the hosts file in place: the namespace's processes see
         this inode bind-mounted over /etc/hosts (a rename would not be seen)."""
@@ -192,3 +196,82 @@ def test_every_address_of_a_name_is_tried():
         w = ns.worker(f"redis://multi.test:{PORT}/0", key)
         wait_until(lambda: w.poll()["leader"], timeout=30, desc="leads via the second address")
         assert _holder(ns, "127.0.0.2", key) == "dns-node"
+
+
+SILENT_DNS = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.53", 53))
+    print("ready", flush=True)
+    while True:
+        s.recvfrom(4096)          # never answers: every lookup waits out its timeout
+""")
+
+SLOW_WORKER = textwrap.dedent("""
+    import json, os, sys, time
+    import redlease
+    fast_url, slow_url, key = sys.argv[1], sys.argv[2], sys.argv[3]
+    fast = redlease.DistributionNode(fast_url, key, node_id="fast", ttl=1.0,
+                                     connect_timeout=0.5, command_timeout=0.5)
+    slow = redlease.DistributionNode(slow_url, key + ":slow", node_id="slow", ttl=1.0,
+                                     connect_timeout=0.5, command_timeout=0.5)
+    fast.start()
+    assert fast.wait_for_leadership(30), fast.last_error
+    def threads():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("Threads:"))
+    before = threads()
+    slow.start()
+    most = before
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 3.0:      # lookups keep hanging meanwhile
+        time.sleep(0.05)
+        most = max(most, threads())
+    out = {"extra_threads": most - before,"fast_leader": fast.is_leader, "renewals": fast.stats()["renewals"],
+           "slow_error": slow.last_error, "slow_leader": slow.is_leader}
+    # a fork while lookups are in flight: the child exits cleanly
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    out["child_status"] = status
+    slow.stop()                              # with a lookup still running
+    out["fast_leader_after"] = fast.wait_for_leadership(5)
+    fast.stop()
+    print(json.dumps(out), flush=True)
+""")
+
+
+@pytest.mark.node_timeout(120)
+def test_slow_resolver_stalls_nothing_else():
+    """A resolver that never answers: the lookup is bounded by connect_timeout,
+    the other lease of the process keeps renewing, and stopping the node or
+    forking while a lookup runs neither crashes nor hangs."""
+    key = "redlease-test:dns-slow"
+    with Namespace() as ns:
+        ns.write_resolv("nameserver 127.0.0.53\noptions timeout:5 attempts:3\n")
+        path = os.path.join(ns.dir, "dns.py")
+        with open(path, "w") as f:
+            f.write(SILENT_DNS)
+        dns = ns.spawn([sys.executable, "-u", path], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert dns.stdout.readline().strip() == "ready", dns.stderr.read()
+        ns.redis("127.0.0.2")
+        wpath = os.path.join(ns.dir, "slow_worker.py")
+        with open(wpath, "w") as f:
+            f.write(SLOW_WORKER)
+        w = ns.spawn([sys.executable, "-u", wpath, f"redis://127.0.0.2:{PORT}/0",
+                      f"redis://never-answered.test:{PORT}/0", key],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out_text, err_text = w.communicate(timeout=90)
+        assert w.returncode == 0, err_text
+        out = json.loads(out_text.strip().splitlines()[-1])
+        assert out["fast_leader"] and out["fast_leader_after"]
+        assert out["renewals"] >= 2
+        assert not out["slow_leader"]
+        assert out["slow_error"].startswith("cannot resolve host 'never-answered.test'"), out
+        assert "connect_timeout" in out["slow_error"], out
+        assert out["child_status"] == 0
+        # one lookup thread per connection (command + subscriber) at most,
+        # however many attempts time out meanwhile
+        assert out["extra_threads"] <= 2, out

@@ -12,6 +12,9 @@ from helpers.tls import Certs, TLSRedisServer
 from helpers.waiting import wait_until
 
 
+pytestmark = pytest.mark.deployment
+
+
 @pytest.fixture(scope="module")
 def certs():
     c = Certs()

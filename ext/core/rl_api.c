@@ -149,6 +149,15 @@ void rl_lease_decref(rl_lease *l)
         lease_free(l);
 }
 
+/* What the engine runs for this layer's leases (rl_lease_ops). */
+static const rl_lease_ops lease_ops = {
+    .start = rl_campaign_start,
+    .stop = rl_campaign_stop,
+    .resign = rl_campaign_resign,
+    .query = rl_campaign_query,
+    .decref = rl_lease_decref,
+};
+
 rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
 {
     char idbuf[320], urlerr[300];
@@ -183,6 +192,7 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
         return NULL;
     }
     atomic_init(&l->refs, 1);
+    l->ops = &lease_ops;
     if (rl_url_parse(o->url, o->url_len, &l->url, urlerr, sizeof urlerr) < 0) {
         rl_seterr(err, RL_EVALUE, "%s", urlerr);
         free(l);
@@ -490,6 +500,14 @@ void rl_lease_info_clear(rl_lease_info *info)
     free(info->leader);
     free(info->last_error);
     memset(info, 0, sizeof *info);
+}
+
+int rl_engine_next_event(rl_event *out, int64_t max_us)
+{
+    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
+    if (!e)
+        return -1;
+    return rl_events_next(e, out, max_us);
 }
 
 void rl_engine_get_info(rl_engine_info *out)

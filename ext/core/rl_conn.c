@@ -83,7 +83,7 @@ static void close_fd(rl_conn *c)
 
 /* Closes everything of the current attempt; the callbacks owed a reply move
  * to the orphans (run now unless a reply is being dispatched). */
-static void teardown(rl_conn *c)
+static void teardown(rl_conn *c, int keep_lookup)
 {
     c->gen++;
     close_fd(c);
@@ -95,7 +95,10 @@ static void teardown(rl_conn *c)
         redisReaderFree(c->reader);
         c->reader = NULL;
     }
-    if (c->resolving) {
+    /* A lookup still running is kept for the next attempt (which takes
+     * its answer instead of starting another): one thread per connection
+     * at most, however slow the resolver. */
+    if (c->resolving && !keep_lookup) {
         rl_resolve_release(c->resolving);
         c->resolving = NULL;
     }
@@ -136,7 +139,7 @@ static void conn_fail(rl_conn *c, const char *why, int fatal_kind)
 {
     int was_ready = c->state == RL_C_READY;
     c->failing = 1;
-    teardown(c);
+    teardown(c, 1);
     c->failing = 0;
     c->failures++;
     if (was_ready)
@@ -330,9 +333,11 @@ void rl_conn_connect(rl_conn *c)
         try_next_addr(c);
         return;
     }
-    /* A name: resolve it again on every attempt, on a thread of its own. */
+    /* A name: resolve it again on every attempt, on a thread of its own
+     * (or take the answer of the lookup an earlier attempt left running). */
     char err[200];
-    c->resolving = rl_resolve_start(c->cfg.host, c->cfg.port, err, sizeof err);
+    if (!c->resolving)
+        c->resolving = rl_resolve_start(c->cfg.host, c->cfg.port, err, sizeof err);
     if (!c->resolving) {
         char why[640];
         snprintf(why, sizeof why, "cannot resolve host '%s': %s", c->cfg.host, err);
@@ -440,6 +445,10 @@ static void read_in(rl_conn *c)
                 return;
             }
             dispatch(c);
+            /* A short read drained the socket: poll (level-triggered) tells
+             * when there is more, without a read that would only say EAGAIN. */
+            if ((size_t)n < sizeof buf && c->gen == gen && !c->stream->ops->pending(c->stream))
+                return;
             continue;
         }
         if (n < 0 && want) {
@@ -511,7 +520,7 @@ void rl_conn_close(rl_conn *c)
     c->closed = 1;
     rl_heap_cancel(&c->eng->timers, &c->timer);
     c->failing = 1;
-    teardown(c);
+    teardown(c, 0);
     c->failing = 0;
 }
 

@@ -191,8 +191,20 @@ enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1, RL_MODE_WATCH = 2 };
 enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIRED };
 #define RL_RTT_RING 32
 
+/* What the engine does with a lease's commands, handed down by the layer
+ * that made the lease (rl_api.c): the engine thread runs the queue and
+ * calls these; it does not know the state machine above it. */
+typedef struct rl_lease_ops {
+    void (*start)(rl_engine *e, rl_lease *l);
+    void (*stop)(rl_lease *l);
+    void (*resign)(rl_lease *l);
+    void (*query)(rl_engine *e, rl_lease *l);
+    void (*decref)(rl_lease *l);    /* drop a reference the engine held */
+} rl_lease_ops;
+
 struct rl_lease {
     atomic_int refs;
+    const rl_lease_ops *ops;        /* set at creation, never changes */
     uint64_t id;
     unsigned fork_gen;
     int mode;
