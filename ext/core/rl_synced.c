@@ -97,6 +97,14 @@ static void wait_reply(redisAsyncContext *ac, void *r, void *priv)
         cb(ac, NULL, l);
         return;
     }
+    if (w->type == REDIS_REPLY_ERROR && w->str && rl_reply_errkind(w->str, w->len) != 0) {
+        /* A WAIT that retrying will not fix (NOPERM: the ACL user lacks
+         * WAIT): the request fails with WAIT's error, as the script's own
+         * would.  A grant it hid expires by itself; its term is reused. */
+        reply_free(s);
+        cb(ac, r, l);
+        return;
+    }
     double secs = (double)strtoll(l->wait_ms_s, NULL, 10) / 1000.0;
     if (w->type == REDIS_REPLY_INTEGER && w->integer >= l->min_replicas) {
         l->sync_short = 0;
