@@ -127,6 +127,7 @@ static int64_t rl_wait_timeout_ms(const rl_lease *l)
 static void lease_free(rl_lease *l)
 {
     rl_synced_forget(l);     /* a script reply kept for WAIT, if any */
+    free(l->sync_msg);
     rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
     free(l->key);
@@ -221,6 +222,8 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     l->drift_us = l->ttl_us / 100 + 2000;
     snprintf(l->ttl_ms, sizeof l->ttl_ms, "%lld", ttl_ms);
     l->min_replicas = o->min_replicas;
+    if (o->min_replicas > 0 && !(l->sync_msg = calloc(1, RL_SYNC_MSG_LEN)))
+        goto oom;
     snprintf(l->min_replicas_s, sizeof l->min_replicas_s, "%d", o->min_replicas);
     snprintf(l->wait_ms_s, sizeof l->wait_ms_s, "%lld", (long long)rl_wait_timeout_ms(l));
 

@@ -72,7 +72,7 @@ static void script_reply(redisAsyncContext *ac, void *r, void *priv)
     if (l->sync_short == 2) {
         /* No WAIT follows (it could not be queued): not confirmed. */
         l->sync_short = 1;
-        snprintf(l->sync_msg, sizeof l->sync_msg, "WAIT could not be sent (out of memory; min_replicas=%d)",
+        snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT could not be sent (out of memory; min_replicas=%d)",
                  l->min_replicas);
         l->sync_cb(ac, r, l);
         return;
@@ -111,14 +111,14 @@ static void wait_reply(redisAsyncContext *ac, void *r, void *priv)
     } else {
         l->sync_short = 1;
         if (w->type == REDIS_REPLY_INTEGER)
-            snprintf(l->sync_msg, sizeof l->sync_msg,
+            snprintf(l->sync_msg, RL_SYNC_MSG_LEN,
                      "WAIT: %lld of %d replicas acknowledged within %.3g s (min_replicas=%d)",
                      w->integer < 0 ? 0LL : (long long)w->integer, l->min_replicas, secs, l->min_replicas);
         else if (w->type == REDIS_REPLY_ERROR && w->str)
-            snprintf(l->sync_msg, sizeof l->sync_msg, "WAIT: %.*s (min_replicas=%d)",
+            snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT: %.*s (min_replicas=%d)",
                      (int)(w->len > 120 ? 120 : w->len), w->str, l->min_replicas);
         else
-            snprintf(l->sync_msg, sizeof l->sync_msg, "WAIT: unexpected reply type %d (min_replicas=%d)",
+            snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT: unexpected reply type %d (min_replicas=%d)",
                      w->type, l->min_replicas);
     }
     cb(ac, s, l);          /* may send again, or drop the lease's last reference */

@@ -123,6 +123,7 @@ enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1, RL_MODE_WATCH = 2 };
 /* Why a watched key's holder changed (token field of RL_EV_LEADER in watch mode). */
 enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIRED };
 #define RL_RTT_RING 32
+#define RL_SYNC_MSG_LEN 192
 
 struct rl_lease {
     atomic_int refs;
@@ -212,7 +213,7 @@ struct rl_lease {
     void (*sync_cb)(struct redisAsyncContext *, void *, void *);
     struct redisReply *sync_reply;
     int sync_short;                    /* the reply handed to sync_cb was not confirmed */
-    char sync_msg[192];                /* ... and why */
+    char *sync_msg;                    /* ... and why (RL_SYNC_MSG_LEN, malloc'd when min_replicas > 0) */
 
     /* under eng->ev_mu */
     rl_evbox evbox;
