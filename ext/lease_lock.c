@@ -37,8 +37,8 @@ static void lock_reset(LeaseObject *self)
 /* The latest error is about reaching the server (not a Redis answer). */
 static int conn_error(const char *msg)
 {
-    static const char *const prefixes[] = {"cannot connect", "connection lost", "connection closed",
-                                           "no reply from"};
+    static const char *const prefixes[] = {"cannot connect", "cannot resolve host", "connection lost",
+                                           "connection closed", "no reply from"};
     for (size_t i = 0; msg && i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (strncmp(msg, prefixes[i], strlen(prefixes[i])) == 0)
             return 1;

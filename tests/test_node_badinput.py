@@ -190,8 +190,42 @@ def test_unknown_scheme_is_value_error_at_construction(rl):
         rl.DistributionNode("http://127.0.0.1:6379", "k")
 
 
-def test_unresolvable_host_fails_clearly(rl):
-    _assert_clear_failure(rl, "redis://nonexistent-host.invalid:6379", bound=60)
+def _unreachable_outcomes(rl, url):
+    """What each public entry point does for a server that cannot be
+    reached: construction, wait_for_leadership(timeout), last_error,
+    Lock.acquire(blocking=False), Lock.acquire(blocking=True)."""
+    out = {}
+    node = rl.DistributionNode(url, "unreach-key", ttl=1.0, connect_timeout=0.3)
+    try:
+        node.start()
+        outcome, value = run_bounded(node.wait_for_leadership, 30, 1.5)
+        out["wait"] = (outcome, value if outcome == "ok" else type(value).__name__)
+        out["last_error"] = node.last_error
+    finally:
+        outcome, _ = run_bounded(node.stop, 30)
+        assert outcome != "hung", "stop() hung"
+    for blocking in (False, True):
+        lock = rl.Lock(url, "unreach-lock", ttl=1.0, connect_timeout=0.3)
+        outcome, value = run_bounded(lock.acquire, 30, blocking)
+        assert outcome != "hung", f"acquire(blocking={blocking}) hung"
+        out["acquire", blocking] = (outcome, value if outcome == "ok" else type(value).__name__)
+    return out
+
+
+def test_unresolvable_host_behaves_like_a_refused_port(rl):
+    """One rule (README, Errors): a host name that does not resolve is not an
+    error at construction; the node retries in the background, last_error
+    says why, and blocking calls behave as for a refused port."""
+    bad_name = _unreachable_outcomes(rl, "redis://nonexistent-host.invalid:6379/0")
+    refused = _unreachable_outcomes(rl, f"redis://127.0.0.1:{free_port()}/0")
+    err = bad_name.pop("last_error")
+    assert err.startswith("cannot resolve host 'nonexistent-host.invalid': "), err
+    assert err.endswith("; check the host name in the URL"), err
+    assert refused.pop("last_error").startswith("cannot connect to ")
+    assert bad_name == refused
+    assert bad_name["wait"] == ("ok", False)
+    assert bad_name["acquire", False] == ("raised", "ConnectionError")
+    assert bad_name["acquire", True] == ("raised", "ConnectionError")
 
 
 def test_rediss_without_tls_support(rl):

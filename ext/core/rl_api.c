@@ -87,28 +87,6 @@ static int default_node_id(char *buf, size_t n, rl_error *err)
     return len;
 }
 
-static int resolve(rl_lease *l, rl_error *err)
-{
-    static const int families[2] = {AF_INET, AF_INET6};
-    int last = 0;
-    for (int i = 0; i < 2; i++) {
-        struct addrinfo hints, *res = NULL;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = families[i];
-        hints.ai_socktype = SOCK_STREAM;
-        last = getaddrinfo(l->url.host, NULL, &hints, &res);
-        if (last == 0 && res) {
-            int rc = getnameinfo(res->ai_addr, res->ai_addrlen, l->addr, sizeof l->addr,
-                                 NULL, 0, NI_NUMERICHOST);
-            freeaddrinfo(res);
-            if (rc == 0)
-                return 0;
-        }
-    }
-    return rl_seterr(err, RL_ECONN, "cannot resolve host '%s': %s; check the host name in the URL",
-                     l->url.host, gai_strerror(last));
-}
-
 /* ---- lifetime ---- */
 
 /* WAIT blocks the connection for up to its timeout: half of command_timeout
@@ -151,6 +129,15 @@ void rl_lease_decref(rl_lease *l)
         lease_free(l);
 }
 
+/* What the engine runs for this layer's leases (rl_lease_ops). */
+static const rl_lease_ops lease_ops = {
+    .start = rl_campaign_start,
+    .stop = rl_campaign_stop,
+    .resign = rl_campaign_resign,
+    .query = rl_campaign_query,
+    .decref = rl_lease_decref,
+};
+
 rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
 {
     char idbuf[320], urlerr[300];
@@ -190,6 +177,7 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
         return NULL;
     }
     atomic_init(&l->refs, 1);
+    l->ops = &lease_ops;
     if (rl_url_parse(o->url, o->url_len, &l->url, urlerr, sizeof urlerr) < 0) {
         rl_seterr(err, RL_EVALUE, "%s", urlerr);
         free(l);
@@ -206,8 +194,8 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
                   strlen(l->url.path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
         goto fail;
     }
-    if (l->url.kind == RL_URL_TCP && resolve(l, err) < 0)
-        goto fail;
+    /* Host names are resolved by the connection, on every connect attempt:
+     * a name that does not resolve (yet) fails like a refused port. */
 
     l->id = atomic_fetch_add(&g_next_id, 1);
     l->fork_gen = rl_fork_generation();
@@ -512,6 +500,14 @@ void rl_lease_info_clear(rl_lease_info *info)
     free(info->leader);
     free(info->last_error);
     memset(info, 0, sizeof *info);
+}
+
+int rl_engine_next_event(rl_event *out, int64_t max_us)
+{
+    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
+    if (!e)
+        return -1;
+    return rl_events_next(e, out, max_us);
 }
 
 void rl_engine_get_info(rl_engine_info *out)

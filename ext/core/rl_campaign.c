@@ -80,9 +80,9 @@ static void after_loss(rl_lease *l, int64_t when)
         rl_act_at(l, when);
 }
 
-static void acq_reply(redisAsyncContext *ac, void *r, void *priv);
-static void renew_reply(redisAsyncContext *ac, void *r, void *priv);
-static void rel_reply(redisAsyncContext *ac, void *r, void *priv);
+static void acq_reply(redisReply *reply, void *priv);
+static void renew_reply(redisReply *reply, void *priv);
+static void rel_reply(redisReply *reply, void *priv);
 
 static void send_release(rl_lease *l)
 {
@@ -274,13 +274,11 @@ static void lost(rl_lease *l, const char *holder, size_t hlen, int64_t now)
     after_loss(l, holder ? now + l->retry_us : now);
 }
 
-static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
+static void acq_reply(redisReply *reply, void *priv)
 {
     rl_lease *l = priv;
-    redisReply *reply = r;
     int64_t now = rl_now_us();
     char msg[800];
-    (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_ACQUIRE, acq_reply, 1)) {
         l->t_send = now;
         return;
@@ -315,13 +313,11 @@ static void acq_reply(redisAsyncContext *ac, void *r, void *priv)
     rl_maybe_finish_stop(l);
 }
 
-static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
+static void renew_reply(redisReply *reply, void *priv)
 {
     rl_lease *l = priv;
-    redisReply *reply = r;
     int64_t now = rl_now_us();
     char msg[800];
-    (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RENEW, renew_reply, l->phase == RL_L_LEADING)) {
         l->t_send = now;
         return;
@@ -347,12 +343,10 @@ static void renew_reply(redisAsyncContext *ac, void *r, void *priv)
     rl_maybe_finish_stop(l);
 }
 
-static void rel_reply(redisAsyncContext *ac, void *r, void *priv)
+static void rel_reply(redisReply *reply, void *priv)
 {
     rl_lease *l = priv;
-    redisReply *reply = r;
     char msg[800];
-    (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_RELEASE, rel_reply, 1))
         return;
     rl_engine *eng = rl_lease_eng(l);

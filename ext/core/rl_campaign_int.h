@@ -4,7 +4,6 @@
 #ifndef RL_CAMPAIGN_INT_H
 #define RL_CAMPAIGN_INT_H
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "rl_types.h"
@@ -27,16 +26,16 @@ int64_t rl_backoff(rl_lease *l, int64_t cap);
 void rl_maybe_finish_stop(rl_lease *l);
 
 /* rl_request.c */
-int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval);
+int rl_send_script(rl_lease *l, int script, rl_reply_fn *cb, int eval);
 void rl_reply_error_msg(char *buf, size_t n, const char *what, const redisReply *r);
 /* The same, naming the server; for NOPERM, what the ACL user needs. */
 void rl_reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const redisReply *r);
-int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, redisCallbackFn *cb, int retry_ok);
+int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, rl_reply_fn *cb, int retry_ok);
 
 /* rl_synced.c: min_replicas > 0; sends the script, then WAIT, and hands
  * the script's reply to cb once WAIT answered (l->sync_short: unconfirmed,
  * l->sync_msg says why).  -1 if the connection cannot take the script. */
-int rl_synced_send(rl_lease *l, redisCallbackFn *cb, int n, const char **argv, const size_t *lens);
+int rl_synced_send(rl_lease *l, rl_reply_fn *cb, int n, const char **argv, const size_t *lens);
 
 /* rl_publish.c */
 void rl_pub_deadline(rl_lease *l, int64_t token, int64_t deadline);

@@ -5,6 +5,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "rl_tls.h"
+
 #include "rl_campaign.h"
 #include "rl_clock.h"
 #include "rl_conn.h"
@@ -14,6 +16,7 @@
 #define RL_SUB_BATCH 256
 
 static void sweep_timer(rl_timer *t, int64_t now);
+static const rl_conn_cbs cmd_cbs, sub_cbs;
 
 static char *dupstr(const char *s)
 {
@@ -27,19 +30,58 @@ static int url_copy(rl_url *dst, const rl_url *src)
     dst->path = dupstr(src->path);
     dst->user = dupstr(src->user);
     dst->password = dupstr(src->password);
+    dst->client_name = dupstr(src->client_name);
+    dst->tls_opts.ca_certs = dupstr(src->tls_opts.ca_certs);
+    dst->tls_opts.ca_path = dupstr(src->tls_opts.ca_path);
+    dst->tls_opts.certfile = dupstr(src->tls_opts.certfile);
+    dst->tls_opts.keyfile = dupstr(src->tls_opts.keyfile);
     if ((src->host && !dst->host) || (src->path && !dst->path) ||
-        (src->user && !dst->user) || (src->password && !dst->password)) {
+        (src->user && !dst->user) || (src->password && !dst->password) ||
+        (src->client_name && !dst->client_name) ||
+        (src->tls_opts.ca_certs && !dst->tls_opts.ca_certs) ||
+        (src->tls_opts.ca_path && !dst->tls_opts.ca_path) ||
+        (src->tls_opts.certfile && !dst->tls_opts.certfile) ||
+        (src->tls_opts.keyfile && !dst->tls_opts.keyfile)) {
         rl_url_free(dst);
         return -1;
     }
     return 0;
 }
 
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void conn_cfg(rl_endpoint *ep, rl_conn_cfg *cfg, int is_sub)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->kind = ep->url.kind;
+    cfg->host = ep->url.host;
+    cfg->port = ep->url.port;
+    cfg->path = ep->url.path;
+    cfg->tls_ctx = ep->tls_ctx;
+    cfg->user = ep->url.user;
+    cfg->password = ep->url.password;
+    cfg->db = ep->url.db;
+    cfg->client_name = ep->url.client_name;
+    cfg->connect_timeout_us = ep->connect_timeout_us;
+    cfg->command_timeout_us = ep->command_timeout_us;
+    cfg->display = ep->display;
+    cfg->is_sub = is_sub;
+    cfg->select_db = !is_sub;
+    cfg->load_scripts = !is_sub;
+    cfg->sha = is_sub ? NULL : ep->sha;
+}
+
+/* Endpoints are shared by URL identity: the host name as written, not the
+ * address it resolves to (which may change: every connect resolves it
+ * again). */
 rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
 {
     for (rl_endpoint *ep = eng->endpoints; ep; ep = ep->next) {
         if (!ep->freeing && rl_url_same_endpoint(&ep->url, &l->url) &&
-            strcmp(ep->addr, l->addr) == 0 &&
+            same_str(ep->url.client_name, l->url.client_name) &&
             ep->connect_timeout_us == l->conn_to_us && ep->command_timeout_us == l->cmd_to_us &&
             ep->synced == (l->min_replicas > 0))   /* WAIT blocks a connection: own endpoint */
             return ep;
@@ -50,13 +92,15 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
         return NULL;
     }
     ep->eng = eng;
-    memcpy(ep->addr, l->addr, sizeof ep->addr);
     rl_url_format_safe(&ep->url, ep->display, sizeof ep->display);
     ep->connect_timeout_us = l->conn_to_us;
     ep->command_timeout_us = l->cmd_to_us;
     ep->synced = l->min_replicas > 0;
-    rl_conn_init(&ep->cmd, ep, 0);
-    rl_conn_init(&ep->sub, ep, 1);
+    rl_conn_cfg cfg;
+    conn_cfg(ep, &cfg, 0);
+    rl_conn_init(&ep->cmd, eng, &cfg, &cmd_cbs, ep);
+    conn_cfg(ep, &cfg, 1);
+    rl_conn_init(&ep->sub, eng, &cfg, &sub_cbs, ep);
     rl_timer_init(&ep->sweep, sweep_timer);
     pthread_mutex_lock(&eng->mu);
     ep->next = eng->endpoints;
@@ -78,12 +122,12 @@ static void keyent_free(rl_keyent *k)
 
 static void sub_send(rl_endpoint *ep, const char *cmd, rl_keyent **ks, int n);
 
-static void sub_reply(redisAsyncContext *ac, void *r, void *priv)
+/* Every reply on the subscriber connection once it is ready:
+ * subscribe/unsubscribe confirmations and messages. */
+static void sub_message(void *owner, rl_conn *c, redisReply *reply)
 {
-    rl_conn *c = priv;
-    rl_endpoint *ep = c->ep;
-    redisReply *reply = r;
-    (void)ac;
+    rl_endpoint *ep = owner;
+    (void)c;
     if (!reply || ep->freeing || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
         return;
     redisReply *type = reply->element[0], *ch = reply->element[1];
@@ -135,7 +179,7 @@ static void sub_send(rl_endpoint *ep, const char *cmd, rl_keyent **ks, int n)
         argv[i + 1] = ks[i]->channel;
         lens[i + 1] = ks[i]->chlen;
     }
-    if (rl_conn_send(&ep->sub, sub_reply, &ep->sub, n + 1, argv, lens) < 0)
+    if (rl_conn_send(&ep->sub, NULL, NULL, n + 1, argv, lens) < 0)
         return;   /* the connection is going down; ready() resubscribes */
     for (int i = 0; i < n; i++) {
         ks[i]->sub = subscribe ? RL_SUB_ON : RL_SUB_LEAVING;
@@ -326,8 +370,8 @@ void rl_endpoint_free(rl_endpoint *ep)
     rl_engine *eng = ep->eng;
     ep->freeing = 1;
     rl_heap_cancel(&eng->timers, &ep->sweep);
-    rl_conn_close(&ep->cmd);
-    rl_conn_close(&ep->sub);
+    rl_conn_free(&ep->cmd);
+    rl_conn_free(&ep->sub);
     rl_map_each(&ep->keys, keyent_free_cb, NULL);
     rl_map_free(&ep->keys);
     pthread_mutex_lock(&eng->mu);
@@ -339,20 +383,17 @@ void rl_endpoint_free(rl_endpoint *ep)
     }
     pthread_mutex_unlock(&eng->mu);
     rl_url_free(&ep->url);
+    if (ep->tls_ctx)
+        rl_tls_ctx_free(ep->tls_ctx);
     free(ep);
 }
 
-/* ---- connection state changes ---- */
+/* ---- connection state changes (the connections' callback tables) ---- */
 
-void rl_endpoint_conn_ready(rl_conn *c)
+static void cmd_ready(void *owner, rl_conn *c)
 {
-    rl_endpoint *ep = c->ep;
-    if (c->is_sub) {
-        sub_all_ctx ctx = {.ep = ep, .n = 0};
-        rl_map_each(&ep->keys, sub_all_one, &ctx);
-        sub_send(ep, "SUBSCRIBE", ctx.batch, ctx.n);
-        return;
-    }
+    rl_endpoint *ep = owner;
+    (void)c;
     pthread_mutex_lock(&ep->eng->mu);
     ep->fatal_kind = 0;
     ep->fatal_msg[0] = 0;
@@ -363,6 +404,15 @@ void rl_endpoint_conn_ready(rl_conn *c)
     }
 }
 
+static void sub_ready(void *owner, rl_conn *c)
+{
+    rl_endpoint *ep = owner;
+    (void)c;
+    sub_all_ctx ctx = {.ep = ep, .n = 0};
+    rl_map_each(&ep->keys, sub_all_one, &ctx);
+    sub_send(ep, "SUBSCRIBE", ctx.batch, ctx.n);
+}
+
 static void unsub_one(void *v, void *arg)
 {
     rl_keyent *k = v;
@@ -371,14 +421,18 @@ static void unsub_one(void *v, void *arg)
     k->resub = 0;
 }
 
-void rl_endpoint_conn_down(rl_conn *c, const char *why, int fatal_kind)
+static void cmd_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
 {
-    rl_endpoint *ep = c->ep;
+    rl_endpoint *ep = owner;
+    (void)c;
     if (ep->freeing)
         return;
-    if (c->is_sub) {
-        rl_map_each(&ep->keys, unsub_one, NULL);
-        return;
+    if (fatal_kind) {
+        /* Published: a lease that attaches later (or a query) sees it. */
+        pthread_mutex_lock(&ep->eng->mu);
+        ep->fatal_kind = fatal_kind;
+        snprintf(ep->fatal_msg, sizeof ep->fatal_msg, "%s", why);
+        pthread_mutex_unlock(&ep->eng->mu);
     }
     for (rl_lease *l = ep->leases, *next; l; l = next) {
         next = l->ep_next;
@@ -386,10 +440,20 @@ void rl_endpoint_conn_down(rl_conn *c, const char *why, int fatal_kind)
     }
 }
 
-void rl_endpoint_set_fatal(rl_endpoint *ep, int kind, const char *msg)
+static void sub_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
 {
-    pthread_mutex_lock(&ep->eng->mu);
-    ep->fatal_kind = kind;
-    snprintf(ep->fatal_msg, sizeof ep->fatal_msg, "%s", msg);
-    pthread_mutex_unlock(&ep->eng->mu);
+    rl_endpoint *ep = owner;
+    (void)c; (void)why; (void)fatal_kind;
+    if (!ep->freeing)
+        rl_map_each(&ep->keys, unsub_one, NULL);
 }
+
+static int conn_wanted(void *owner, rl_conn *c)
+{
+    rl_endpoint *ep = owner;
+    (void)c;
+    return !ep->freeing && ep->nleases > 0;
+}
+
+static const rl_conn_cbs cmd_cbs = {cmd_ready, cmd_down, NULL, conn_wanted};
+static const rl_conn_cbs sub_cbs = {sub_ready, sub_down, sub_message, conn_wanted};

@@ -21,9 +21,4 @@ int rl_endpoint_others_listening(const rl_lease *l, long long receivers);
 
 static inline int rl_endpoint_ready(const rl_endpoint *ep) { return ep->cmd.state == RL_C_READY; }
 
-/* From rl_conn. */
-void rl_endpoint_conn_ready(rl_conn *c);
-void rl_endpoint_conn_down(rl_conn *c, const char *why, int fatal_kind);
-void rl_endpoint_set_fatal(rl_endpoint *ep, int kind, const char *msg);
-
 #endif

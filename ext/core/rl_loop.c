@@ -11,9 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/async.h>
-
 #include "rl_clock.h"
+#include "rl_services.h"
 #include "rl_conn.h"
 #include "rl_endpoint.h"
 #include "rl_engine.h"
@@ -34,12 +33,57 @@ static void run_timers(rl_engine *e, int64_t now)
 static void flush_writes(rl_engine *e)
 {
     for (rl_endpoint *ep = e->endpoints; ep; ep = ep->next) {
-        if (ep->cmd.ac && ep->cmd.state >= RL_C_HANDSHAKE && (ep->cmd.events & POLLOUT))
-            redisAsyncHandleWrite(ep->cmd.ac);
-        if (ep->sub.ac && ep->sub.state >= RL_C_HANDSHAKE && (ep->sub.events & POLLOUT))
-            redisAsyncHandleWrite(ep->sub.ac);
+        rl_conn_flush(&ep->cmd);
+        rl_conn_flush(&ep->sub);
     }
 }
+
+/* Runs the commands API threads posted, in queue order. */
+void rl_engine_run_commands(rl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    rl_cmd *c = e->cmd_head;
+    e->cmd_head = e->cmd_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    while (c) {
+        rl_cmd *next = c->next;
+        rl_lease *l = c->lease;
+        switch (c->op) {
+        case RL_CMD_START:
+            if (!e->draining) {
+                rl_engine_activate(e, l);
+                l->ops->start(e, l);
+            }
+            break;
+        case RL_CMD_STOP:
+            l->stops_taken++;
+            l->ops->stop(l);
+            break;
+        case RL_CMD_RESIGN:
+            l->resigns_taken++;
+            l->ops->resign(l);
+            break;
+        case RL_CMD_QUERY:
+            if (!e->draining) {
+                rl_engine_activate(e, l);
+                l->ops->query(e, l);
+            }
+            break;
+        case RL_CMD_SHUTDOWN:
+            e->draining = 1;
+            for (rl_lease *a = e->active, *an; a; a = an) {
+                an = a->act_next;
+                a->ops->stop(a);
+            }
+            break;
+        }
+        if (l)
+            l->ops->decref(l);
+        free(c);
+        c = next;
+    }
+}
+
 
 static void turn_work(rl_engine *e)
 {

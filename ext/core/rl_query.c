@@ -18,13 +18,11 @@
 
 /* ---- watch mode: follow the holder without campaigning ---- */
 
-static void watch_reply(redisAsyncContext *ac, void *r, void *priv)
+static void watch_reply(redisReply *reply, void *priv)
 {
     rl_lease *l = priv;
-    redisReply *reply = r;
     int64_t now = rl_now_us();
     char msg[400];
-    (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_STATUS, watch_reply, 1))
         return;
     l->busy = RL_REQ_NONE;
@@ -165,12 +163,10 @@ static int query_over(rl_lease *l, int conn_failed)
     return 1;
 }
 
-static void query_reply(redisAsyncContext *ac, void *r, void *priv)
+static void query_reply(redisReply *reply, void *priv)
 {
     rl_lease *l = priv;
-    redisReply *reply = r;
     char msg[400];
-    (void)ac;
     if (rl_reply_resent(l, reply, RL_SCRIPT_STATUS, query_reply, 1))
         return;
     l->q_inflight = 0;

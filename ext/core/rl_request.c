@@ -11,7 +11,7 @@
 #include "rl_error.h"
 #include "rl_scripts.h"
 
-int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
+int rl_send_script(rl_lease *l, int script, rl_reply_fn *cb, int eval)
 {
     rl_endpoint *ep = l->ep;
     const char *argv[12];      /* at most 10: EVALSHA sha 3 key tkey marker term ttl channel retention */
@@ -65,10 +65,8 @@ int rl_send_script(rl_lease *l, int script, redisCallbackFn *cb, int eval)
 /* The common start of every script reply: count it, and on NOSCRIPT (the
  * server lost its script cache: SCRIPT FLUSH, a restart) send the same
  * request again with EVAL.  Returns 1 when the reply was handled that way. */
-int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, redisCallbackFn *cb, int retry_ok)
+int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, rl_reply_fn *cb, int retry_ok)
 {
-    if (reply)
-        rl_conn_got_reply(&l->ep->cmd);
     return reply && retry_ok && reply->type == REDIS_REPLY_ERROR &&
            rl_reply_is_noscript(reply->str, reply->len) && rl_send_script(l, script, cb, 1) == 0;
 }

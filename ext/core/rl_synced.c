@@ -64,7 +64,7 @@ fail:
     return NULL;
 }
 
-static void script_reply(redisAsyncContext *ac, void *r, void *priv)
+static void script_reply(redisReply *r, void *priv)
 {
     rl_lease *l = priv;
     reply_free(l->sync_reply);
@@ -74,27 +74,24 @@ static void script_reply(redisAsyncContext *ac, void *r, void *priv)
         l->sync_short = 1;
         snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT could not be sent (out of memory; min_replicas=%d)",
                  l->min_replicas);
-        l->sync_cb(ac, r, l);
+        l->sync_cb(r, l);
         return;
     }
     if (!r)
         return;                        /* connection lost: WAIT gets NULL too */
-    rl_conn_got_reply(&l->ep->cmd);    /* the lease's handler counts WAIT's */
     l->sync_reply = reply_copy(r, 0);  /* NULL (out of memory): handled as lost */
 }
 
-static void wait_reply(redisAsyncContext *ac, void *r, void *priv)
+static void wait_reply(redisReply *r, void *priv)
 {
     rl_lease *l = priv;
     const redisReply *w = r;
     redisReply *s = l->sync_reply;
-    void (*cb)(redisAsyncContext *, void *, void *) = l->sync_cb;
+    rl_reply_fn *cb = l->sync_cb;
     l->sync_reply = NULL;
     if (!w || !s) {
-        if (w)
-            rl_conn_got_reply(&l->ep->cmd);
         reply_free(s);
-        cb(ac, NULL, l);
+        cb(NULL, l);
         return;
     }
     if (w->type == REDIS_REPLY_ERROR && w->str && rl_reply_errkind(w->str, w->len) != 0) {
@@ -102,7 +99,7 @@ static void wait_reply(redisAsyncContext *ac, void *r, void *priv)
          * WAIT): the request fails with WAIT's error, as the script's own
          * would.  A grant it hid expires by itself; its term is reused. */
         reply_free(s);
-        cb(ac, r, l);
+        cb(r, l);
         return;
     }
     double secs = (double)strtoll(l->wait_ms_s, NULL, 10) / 1000.0;
@@ -121,11 +118,11 @@ static void wait_reply(redisAsyncContext *ac, void *r, void *priv)
             snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT: unexpected reply type %d (min_replicas=%d)",
                      w->type, l->min_replicas);
     }
-    cb(ac, s, l);          /* may send again, or drop the lease's last reference */
+    cb(s, l);          /* may send again, or drop the lease's last reference */
     reply_free(s);
 }
 
-int rl_synced_send(rl_lease *l, redisCallbackFn *cb, int n, const char **argv, const size_t *lens)
+int rl_synced_send(rl_lease *l, rl_reply_fn *cb, int n, const char **argv, const size_t *lens)
 {
     rl_conn *c = &l->ep->cmd;
     const char *wargv[3] = {"WAIT", l->min_replicas_s, l->wait_ms_s};

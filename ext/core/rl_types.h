@@ -15,24 +15,93 @@
 #include "rl_scripts.h"
 #include "rl_url.h"
 
-struct redisAsyncContext;
+struct redisReply;
 struct rl_tls_ctx;
+struct rl_stream;
+struct rl_resolve;
+struct addrinfo;
 typedef struct rl_engine rl_engine;
 typedef struct rl_endpoint rl_endpoint;
 typedef struct rl_keyent rl_keyent;
 typedef struct rl_lease rl_lease;
 
-/* ---- connections ---- */
-enum { RL_C_DOWN, RL_C_CONNECTING, RL_C_HANDSHAKE, RL_C_READY };
+/* ---- connections (rl_conn.c) ---- */
+enum { RL_C_DOWN, RL_C_RESOLVING, RL_C_CONNECTING, RL_C_STREAM, RL_C_HANDSHAKE, RL_C_READY };
+
+/* A reply callback: reply is a struct redisReply *, or NULL when the
+ * connection went away before the reply came.  The reply is freed after
+ * the callback returns. */
+typedef void rl_reply_fn(struct redisReply *reply, void *priv);
+
+struct rl_conn;
+/* What a connection tells its owner (called with the owner's pointer). */
+typedef struct rl_conn_cbs {
+    void (*ready)(void *owner, struct rl_conn *c);
+    /* Gone or never came up.  fatal_kind != 0 (RL_EAUTH, RL_ETLS, ...)
+     * when trying again will not help by itself. */
+    void (*down)(void *owner, struct rl_conn *c, const char *why, int fatal_kind);
+    /* Subscriber: every reply once ready (confirmations, messages). */
+    void (*message)(void *owner, struct rl_conn *c, struct redisReply *r);
+    /* 1 if the owner still wants the connection up (reconnect after a loss). */
+    int (*wanted)(void *owner, struct rl_conn *c);
+} rl_conn_cbs;
+
+/* What a connection needs to come up; strings are borrowed from the owner
+ * and must outlive the connection. */
+typedef struct rl_conn_cfg {
+    int kind;                      /* RL_URL_TCP or RL_URL_UNIX */
+    const char *host;              /* TCP: name or literal, resolved on every connect */
+    int port;
+    const char *path;              /* UNIX */
+    struct rl_tls_ctx *tls_ctx;    /* NULL: plain */
+    const char *user, *password;   /* AUTH when password != NULL */
+    long db;                       /* SELECT when select_db and db != 0 */
+    const char *client_name;       /* CLIENT SETNAME (NULL: "redlease") */
+    int64_t connect_timeout_us, command_timeout_us;
+    const char *display;           /* the URL without the password, for messages */
+    int is_sub;                    /* subscriber: no SELECT/SCRIPT LOAD, no stall timeout */
+    int select_db, load_scripts;   /* which handshake commands */
+    char (*sha)[48];               /* SCRIPT LOAD answers, RL_SCRIPT_COUNT of them */
+} rl_conn_cfg;
+
+typedef struct rl_pend {
+    rl_reply_fn *fn;
+    void *priv;
+    int counted;                   /* counts in rl_conn.pending */
+} rl_pend;
+
+typedef struct rl_fifo {
+    rl_pend *v;
+    size_t head, n, cap;
+} rl_fifo;
 
 typedef struct rl_conn {
-    rl_endpoint *ep;
-    int is_sub;                    /* subscriber connection */
-    struct redisAsyncContext *ac;  /* NULL while down */
-    int fd;                        /* -1 when no socket is attached */
-    short events;                  /* POLLIN / POLLOUT wanted by hiredis */
+    rl_engine *eng;
+    rl_conn_cfg cfg;
+    const rl_conn_cbs *cbs;
+    void *owner;
+    int is_sub;
+    int fd;                        /* socket or resolver fd, -1 when none */
+    int sock;                      /* 1: fd is our socket (0: the resolver's) */
+    short events;                  /* POLLIN / POLLOUT to poll for */
+    short rd_want, wr_want;        /* what the stream asked for */
     int state;
+    unsigned gen;                  /* bumped by every teardown */
+    int dispatching;               /* inside reply callbacks */
+    int closed;                    /* rl_conn_close: no reconnect */
+    int failing;                   /* tearing down: no connect meanwhile */
+    struct rl_stream *stream;
+    void *reader;                  /* redisReader * */
+    struct rl_resolve *resolving;
+    struct addrinfo *ai, *ai_next; /* addresses to try, the next one */
+    char last_err[160];            /* why the last address failed */
+    char *obuf;                    /* formatted commands not yet written */
+    size_t olen, opos, ocap;
+    rl_fifo fifo;                  /* reply callbacks in send order */
+    rl_fifo orphans;               /* callbacks owed a NULL reply */
     int hs_pending;                /* handshake replies still expected, -1 failed */
+    int hs_kind;                   /* failed: rl_errkind (0: try again later) */
+    char hs_msg[640];              /* failed: why */
     int hs_index;                  /* which handshake reply comes next */
     const char *hs_what[8];        /* name of each handshake command */
     int hs_script[8];              /* script id of each SCRIPT LOAD */
@@ -47,7 +116,6 @@ struct rl_endpoint {
     rl_endpoint *next;
     rl_engine *eng;
     rl_url url;
-    char addr[64];                 /* resolved numeric address (TCP) */
     char display[256];             /* URL with the password masked */
     int64_t connect_timeout_us, command_timeout_us;
     rl_conn cmd, sub;
@@ -125,8 +193,20 @@ enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIR
 #define RL_RTT_RING 32
 #define RL_SYNC_MSG_LEN 192
 
+/* What the engine does with a lease's commands, handed down by the layer
+ * that made the lease (rl_api.c): the engine thread runs the queue and
+ * calls these; it does not know the state machine above it. */
+typedef struct rl_lease_ops {
+    void (*start)(rl_engine *e, rl_lease *l);
+    void (*stop)(rl_lease *l);
+    void (*resign)(rl_lease *l);
+    void (*query)(rl_engine *e, rl_lease *l);
+    void (*decref)(rl_lease *l);    /* drop a reference the engine held */
+} rl_lease_ops;
+
 struct rl_lease {
     atomic_int refs;
+    const rl_lease_ops *ops;        /* set at creation, never changes */
     uint64_t id;
     unsigned fork_gen;
     int mode;
@@ -134,7 +214,6 @@ struct rl_lease {
 
     /* configuration, immutable after rl_lease_new */
     rl_url url;
-    char addr[64];
     char *key;       size_t keylen;
     char *tkey;      size_t tkeylen;    /* fencing counter, same slot */
     char *channel;   size_t chlen;      /* release notifications */
@@ -210,7 +289,7 @@ struct rl_lease {
     int64_t watch_expiry;              /* when the holder's key expires if not renewed */
     int watch_gone;                    /* key seen gone without a notice: look once more */
     /* min_replicas > 0 (rl_synced.c): the script's reply, kept until WAIT's */
-    void (*sync_cb)(struct redisAsyncContext *, void *, void *);
+    rl_reply_fn *sync_cb;
     struct redisReply *sync_reply;
     int sync_short;                    /* the reply handed to sync_cb was not confirmed */
     char *sync_msg;                    /* ... and why (RL_SYNC_MSG_LEN, malloc'd when min_replicas > 0) */

@@ -14,7 +14,7 @@ from ._redlease import LockNotOwnedError, RedleaseError
 _MISSING = object()
 _FORK_MSG = ("this object was created before os.fork() and belongs to the parent process; "
              "create a new one in the child")
-_CONN_PREFIXES = ("cannot connect", "connection lost", "connection closed", "no reply from")
+_CONN_PREFIXES = ("cannot connect", "cannot resolve host", "connection lost", "connection closed", "no reply from")
 
 # Waiters of one process are served in arrival order per (url, key): only the
 # head of a key's queue campaigns in Redis, the others wait here.  Without it

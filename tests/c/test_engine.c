@@ -166,9 +166,28 @@ static void test_bad_input(void)
     o.keylen = 0;
     CHECK(rl_lease_new(&o, &err) == NULL && err.kind == RL_EVALUE);
     o.keylen = 1;
+    /* A host name that does not resolve is not an error at construction:
+     * it fails like a refused port, in the background, and says why. */
     o.url = "redis://no-such-host.invalid:6379/0";
     o.url_len = strlen(o.url);
-    CHECK(rl_lease_new(&o, &err) == NULL && err.kind == RL_ECONN);
+    o.ttl = 1.0;
+    rl_lease *l = rl_lease_new(&o, &err);
+    CHECK(l != NULL);
+    CHECK(rl_lease_start(l, &err) == 0);
+    rl_lease_info info = {0};
+    for (int i = 0; i < 100; i++) {
+        CHECK(rl_lease_wait(l, RL_WAIT_LEADER, 50000, &err) == 0);
+        rl_lease_get_info(l, &info, 0);
+        if (info.last_error)
+            break;
+        rl_lease_info_clear(&info);
+    }
+    CHECK(info.last_error && strstr(info.last_error, "cannot resolve host 'no-such-host.invalid'") &&
+          strstr(info.last_error, "check the host name in the URL"));
+    rl_lease_info_clear(&info);
+    rl_lease_stop(l);
+    CHECK(rl_lease_wait(l, RL_WAIT_STOPPED, 3000000, &err) == 1);
+    rl_lease_decref(l);
 }
 
 static void test_binary_key_and_wait(void)
