@@ -16,6 +16,8 @@ import pytest
 
 from helpers.redis_server import RedisServer
 
+pytestmark = pytest.mark.deployment
+
 
 def boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
