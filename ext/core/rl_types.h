@@ -121,6 +121,7 @@ struct rl_endpoint {
     rl_conn cmd, sub;
     struct rl_tls_ctx *tls_ctx;    /* rediss://: made with the endpoint (rl_tls.h), NULL otherwise */
     int synced;                    /* serves leases with min_replicas > 0 (WAIT blocks its connection) */
+    int evict_checked;             /* maxmemory-policy asked (rl_evict.c) */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */
