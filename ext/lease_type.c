@@ -73,19 +73,41 @@ int rl_timeout_arg(PyObject *o, double *out)
     return 0;
 }
 
+/* min_replicas: an int from 0 to RL_MAX_MIN_REPLICAS. */
+static int min_replicas_arg(PyObject *o, int *out)
+{
+    if (PyBool_Check(o) || !PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "min_replicas must be an int (how many replicas must acknowledge "
+                     "each acquire and renew; 0 for none), not %.100s", Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || v < 0 || v > RL_MAX_MIN_REPLICAS) {
+        PyErr_Format(PyExc_ValueError, "min_replicas must be from 0 to %d (how many replicas must "
+                     "acknowledge each acquire and renew; 0 for none), got %R", RL_MAX_MIN_REPLICAS, o);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 static int Lease_init(LeaseObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"url", "key", "node_id", "ttl", "renew_interval", "retry_interval",
-                             "connect_timeout", "command_timeout", "_mode", "_auto_renew", NULL};
+                             "connect_timeout", "command_timeout", "_mode", "_auto_renew",
+                             "min_replicas", NULL};
     PyObject *url, *key, *node_id = Py_None, *ttl_o = NULL, *renew_o = Py_None, *retry_o = Py_None;
-    PyObject *cto_o = NULL, *cmd_o = NULL;
+    PyObject *cto_o = NULL, *cmd_o = NULL, *minrep_o = NULL;
     int mode = RL_MODE_NODE, auto_renew = 1;
     rl_modstate *st = rl_lease_state_of((PyObject *)self);
     if (!st)
         return -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOOOOOip:LeaseBase", kwlist, &url, &key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$OOOOOOipO:LeaseBase", kwlist, &url, &key,
                                      &node_id, &ttl_o, &renew_o, &retry_o, &cto_o, &cmd_o,
-                                     &mode, &auto_renew))
+                                     &mode, &auto_renew, &minrep_o))
         return -1;
     if (self->lease) {
         PyErr_SetString(st->RedleaseError, "__init__ called twice on the same object");
@@ -138,7 +160,8 @@ static int Lease_init(LeaseObject *self, PyObject *args, PyObject *kwds)
         seconds_arg(renew_o, "renew_interval", &o.renew_interval, 1) < 0 ||
         seconds_arg(retry_o, "retry_interval", &o.retry_interval, 1) < 0 ||
         (cto_o && seconds_arg(cto_o, "connect_timeout", &o.connect_timeout, 0) < 0) ||
-        (cmd_o && seconds_arg(cmd_o, "command_timeout", &o.command_timeout, 0) < 0))
+        (cmd_o && seconds_arg(cmd_o, "command_timeout", &o.command_timeout, 0) < 0) ||
+        (minrep_o && min_replicas_arg(minrep_o, &o.min_replicas) < 0))
         goto fail;
 
     rl_error err = {0};
@@ -355,12 +378,13 @@ static PyObject *Lease_info(LeaseObject *self, PyObject *unused)
         return NULL;
     rl_lease_info info;
     rl_lease_get_info(self->lease, &info, 1);
-    PyObject *r = Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:d,s:d,s:d}",
+    PyObject *r = Py_BuildValue("{s:i,s:K,s:K,s:K,s:K,s:K,s:d,s:d,s:d}",
                                 "phase", info.phase,
                                 "acquisitions", (unsigned long long)info.acquired,
                                 "renewals", (unsigned long long)info.renewals,
                                 "renew_failures", (unsigned long long)info.renew_failures,
                                 "losses", (unsigned long long)info.losses,
+                                "wait_unconfirmed", (unsigned long long)info.unconfirmed,
                                 "last_renew_rtt_ms", (double)info.last_rtt_us / 1000.0,
                                 "renew_rtt_p50_ms", (double)info.rtt_p50_us / 1000.0,
                                 "renew_rtt_p99_ms", (double)info.rtt_p99_us / 1000.0);
@@ -469,6 +493,8 @@ SIMPLE_GETTER(get_renew_interval, PyFloat_FromDouble(rl_lease_renew_interval(sel
 SIMPLE_GETTER(get_retry_interval, PyFloat_FromDouble(rl_lease_retry_interval(self->lease)))
 SIMPLE_GETTER(get_connect_timeout, PyFloat_FromDouble(rl_lease_connect_timeout(self->lease)))
 SIMPLE_GETTER(get_command_timeout, PyFloat_FromDouble(rl_lease_command_timeout(self->lease)))
+SIMPLE_GETTER(get_min_replicas, PyLong_FromLong(rl_lease_min_replicas(self->lease)))
+SIMPLE_GETTER(get_wait_timeout, PyFloat_FromDouble(rl_lease_wait_timeout(self->lease)))
 SIMPLE_GETTER(get_id, PyLong_FromUnsignedLongLong(rl_lease_id(self->lease)))
 SIMPLE_GETTER(get_stale, PyBool_FromLong(rl_lease_stale(self->lease)))
 SIMPLE_GETTER(get_phase, PyLong_FromLong(rl_lease_phase(self->lease)))
@@ -501,6 +527,10 @@ static PyGetSetDef Lease_getset[] = {
      "Connect timeout in seconds (the URL's socket_connect_timeout wins over the argument).", NULL},
     {"command_timeout", (getter)get_command_timeout, NULL,
      "Command timeout in seconds (the URL's socket_timeout wins over the argument).", NULL},
+    {"min_replicas", (getter)get_min_replicas, NULL,
+     "Replicas that must acknowledge (WAIT) each acquire and renew before it counts; 0: none.", NULL},
+    {"wait_timeout", (getter)get_wait_timeout, NULL,
+     "Seconds WAIT waits for the replicas (0.0 when min_replicas is 0).", NULL},
     {"_id", (getter)get_id, NULL, NULL, NULL},
     {"_phase", (getter)get_phase, NULL, NULL, NULL},
     {"_stale", (getter)get_stale, NULL, NULL, NULL},

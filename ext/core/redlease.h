@@ -20,7 +20,10 @@ typedef struct rl_lease_opts {
     double connect_timeout, command_timeout;
     int mode;                               /* RL_MODE_NODE or RL_MODE_LOCK */
     int auto_renew;
+    int min_replicas;                       /* 0..RL_MAX_MIN_REPLICAS: WAIT after acquire/renew */
 } rl_lease_opts;
+
+#define RL_MAX_MIN_REPLICAS 100
 
 #define RL_MAX_KEY_BYTES 65536
 #define RL_MAX_ID_BYTES 1024
@@ -69,6 +72,8 @@ double rl_lease_retry_interval(const rl_lease *l);
 /* Effective timeouts in seconds: the URL's socket_connect_timeout / socket_timeout, else the options'. */
 double rl_lease_connect_timeout(const rl_lease *l);
 double rl_lease_command_timeout(const rl_lease *l);
+int rl_lease_min_replicas(const rl_lease *l);
+double rl_lease_wait_timeout(const rl_lease *l);          /* WAIT's timeout, seconds (0.0: no WAIT) */
 int rl_lease_url_safe(const rl_lease *l, char *buf, size_t n);
 
 typedef struct rl_lease_info {
@@ -76,6 +81,7 @@ typedef struct rl_lease_info {
     char *leader; size_t leaderlen;   /* malloc'd or NULL */
     char *last_error;          /* malloc'd or NULL */
     uint64_t acquired, renewals, renew_failures, losses;
+    uint64_t unconfirmed;      /* acquires/renews that WAIT did not confirm (min_replicas) */
     int64_t last_rtt_us, rtt_p50_us, rtt_p99_us;   /* renew round trips */
 } rl_lease_info;
 /* with_rtt: also the renew round-trip percentiles (a sort; for stats). */

@@ -123,8 +123,23 @@ static int url_options(rl_lease *l, const rl_lease_opts *o, rl_error *err)
 
 /* ---- lifetime ---- */
 
+/* WAIT blocks the connection for up to its timeout: half of command_timeout
+ * (the stall detector drops a connection that answers nothing for that
+ * long) and a quarter of the renew margin (ttl - renew_interval - drift),
+ * so an unconfirmed renew leaves time for more attempts before the
+ * deadline; at least 1 ms (WAIT 0 would block for ever). */
+static int64_t rl_wait_timeout_ms(const rl_lease *l)
+{
+    int64_t a = l->cmd_to_us / 2000;
+    int64_t b = (l->ttl_us - l->renew_us - l->drift_us) / 4000;
+    int64_t ms = a < b ? a : b;
+    return ms < 1 ? 1 : ms;
+}
+
 static void lease_free(rl_lease *l)
 {
+    rl_synced_forget(l);     /* a script reply kept for WAIT, if any */
+    free(l->sync_msg);
     rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
     rl_tls_ctx_free(l->tls_ctx);
@@ -172,6 +187,11 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
         check_seconds("connect_timeout", o->connect_timeout, 0.001, 86400.0, err) < 0 ||
         check_seconds("command_timeout", o->command_timeout, 0.001, 86400.0, err) < 0)
         return NULL;
+    if (o->min_replicas < 0 || o->min_replicas > RL_MAX_MIN_REPLICAS) {
+        rl_seterr(err, RL_EVALUE, "min_replicas must be an int from 0 to %d (how many replicas must "
+                  "acknowledge each acquire and renew), got %d", RL_MAX_MIN_REPLICAS, o->min_replicas);
+        return NULL;
+    }
     if (o->keylen == 0) {
         rl_seterr(err, RL_EVALUE, "key must not be empty");
         return NULL;
@@ -218,6 +238,11 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     l->retry_us = (int64_t)llround(retry * 1e6);
     l->drift_us = l->ttl_us / 100 + 2000;
     snprintf(l->ttl_ms, sizeof l->ttl_ms, "%lld", ttl_ms);
+    l->min_replicas = o->min_replicas;
+    if (o->min_replicas > 0 && !(l->sync_msg = calloc(1, RL_SYNC_MSG_LEN)))
+        goto oom;
+    snprintf(l->min_replicas_s, sizeof l->min_replicas_s, "%d", o->min_replicas);
+    snprintf(l->wait_ms_s, sizeof l->wait_ms_s, "%lld", (long long)rl_wait_timeout_ms(l));
 
     l->key = malloc(o->keylen);
     if (!l->key)
@@ -419,6 +444,11 @@ double rl_lease_renew_interval(const rl_lease *l) { return (double)l->renew_us /
 double rl_lease_retry_interval(const rl_lease *l) { return (double)l->retry_us / 1e6; }
 double rl_lease_connect_timeout(const rl_lease *l) { return (double)l->conn_to_us / 1e6; }
 double rl_lease_command_timeout(const rl_lease *l) { return (double)l->cmd_to_us / 1e6; }
+int rl_lease_min_replicas(const rl_lease *l) { return l->min_replicas; }
+double rl_lease_wait_timeout(const rl_lease *l)
+{
+    return l->min_replicas > 0 ? (double)strtoll(l->wait_ms_s, NULL, 10) / 1e3 : 0.0;
+}
 
 const char *rl_lease_key(const rl_lease *l, size_t *len)
 {
@@ -479,6 +509,7 @@ void rl_lease_get_info(rl_lease *l, rl_lease_info *out, int with_rtt)
     out->renewals = l->st_renewals;
     out->renew_failures = l->st_renew_fail;
     out->losses = l->st_losses;
+    out->unconfirmed = l->st_unsynced;
     out->last_rtt_us = l->st_last_rtt_us;
     if (with_rtt) {
         n = l->st_rtt_n < RL_RTT_RING ? l->st_rtt_n : RL_RTT_RING;

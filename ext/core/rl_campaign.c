@@ -138,6 +138,36 @@ static void lock_attempt_over(rl_lease *l, int errkind, const char *msg)
     pthread_mutex_unlock(&eng->mu);
 }
 
+/* min_replicas > 0: WAIT did not confirm the write on enough replicas
+ * (l->sync_msg says what it saw).  Counts it and says so in buf. */
+static void unsynced_msg(rl_lease *l, const char *what, char *buf, size_t n)
+{
+    rl_engine *eng = rl_lease_eng(l);
+    pthread_mutex_lock(&eng->mu);
+    l->st_unsynced++;
+    pthread_mutex_unlock(&eng->mu);
+    snprintf(buf, n, "%s at %s not counted: %s", what, l->ep ? l->ep->display : "the server", l->sync_msg);
+}
+
+/* An unconfirmed grant is no grant: release that exact term and retry
+ * like a contended acquire. */
+static void on_unsynced(rl_lease *l, int64_t now)
+{
+    char msg[500];
+    l->held = 1;                       /* Redis holds our term */
+    unsynced_msg(l, "acquire", msg, sizeof msg);
+    rl_pub_error(l, 0, msg);
+    if (l->phase != RL_L_CAMPAIGN)
+        return;                        /* stopping: the release follows */
+    send_release(l);                   /* term-exact; the next acquire draws a new term */
+    if (l->try_once) {
+        lock_attempt_over(l, 0, NULL);
+        return;
+    }
+    l->err_streak++;
+    rl_act_at(l, now + rl_engine_jitter(rl_lease_eng(l), l->retry_us));
+}
+
 static void on_busy(rl_lease *l, const char *holder, size_t hlen, long long pttl, int64_t now)
 {
     rl_pub_clear_error(l);
@@ -260,7 +290,9 @@ static void acq_reply(redisReply *reply, void *priv)
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
                reply->element[0]->type == REDIS_REPLY_INTEGER) {
         redisReply *e1 = reply->element[1];
-        if (reply->element[0]->integer == 1 && e1->type == REDIS_REPLY_STRING) {
+        if (reply->element[0]->integer == 1 && e1->type == REDIS_REPLY_STRING && l->sync_short) {
+            on_unsynced(l, now);
+        } else if (reply->element[0]->integer == 1 && e1->type == REDIS_REPLY_STRING) {
             on_acquired(l, strtoll(e1->str, NULL, 10), now);
         } else if (reply->element[0]->integer == 2 && e1->type == REDIS_REPLY_STRING) {
             on_refused(l, strtoll(e1->str, NULL, 10), now);
@@ -296,6 +328,9 @@ static void renew_reply(redisReply *reply, void *priv)
     } else if (!reply || reply->type == REDIS_REPLY_ERROR) {
         rl_reply_error_at(msg, sizeof msg, l, "renew failed", reply);
         renew_failed(l, msg, now);
+    } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 && l->sync_short) {
+        unsynced_msg(l, "renew", msg, sizeof msg);
+        renew_failed(l, msg, now);             /* the deadline stays where it was */
     } else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         renewed(l, now);
     } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
@@ -548,6 +583,8 @@ void rl_campaign_resign(rl_lease *l)
 void rl_campaign_conn_ready(rl_lease *l)
 {
     rl_query_send_pending(l);
+    if (l->mode != RL_MODE_WATCH)
+        rl_evict_check(l);
     if ((l->phase == RL_L_CAMPAIGN || l->phase == RL_L_LEADING) && !l->busy) {
         if (l->phase == RL_L_CAMPAIGN && l->mode == RL_MODE_LOCK && l->lock_done)
             return;
@@ -576,8 +613,8 @@ void rl_campaign_on_message(rl_lease *l, const char *p, size_t len)
         return;
     }
     if (p[0] == 'R') {
-        if (l->phase != RL_L_CAMPAIGN)
-            return;
+        if (l->phase != RL_L_CAMPAIGN || mine)
+            return;          /* our own release (an unconfirmed grant, a resign) */
         rl_pub_leader(l, NULL, 0);
         if (l->mode == RL_MODE_LOCK && l->lock_done)
             return;

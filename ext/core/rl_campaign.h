@@ -11,6 +11,7 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l);
 void rl_campaign_stop(rl_lease *l);
 void rl_campaign_resign(rl_lease *l);
 void rl_campaign_query(rl_engine *eng, rl_lease *l);  /* holder, PTTL, last token */
+void rl_synced_forget(rl_lease *l);   /* rl_synced.c: frees a reply kept for WAIT (teardown) */
 
 /* From the endpoint. */
 void rl_campaign_conn_ready(rl_lease *l);

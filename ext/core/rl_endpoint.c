@@ -53,7 +53,8 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
     for (rl_endpoint *ep = eng->endpoints; ep; ep = ep->next) {
         if (!ep->freeing && rl_url_same_endpoint(&ep->url, &l->url) &&
             same_str(ep->url.client_name, l->url.client_name) &&
-            ep->connect_timeout_us == l->conn_to_us && ep->command_timeout_us == l->cmd_to_us)
+            ep->connect_timeout_us == l->conn_to_us && ep->command_timeout_us == l->cmd_to_us &&
+            ep->synced == (l->min_replicas > 0))   /* WAIT blocks a connection: own endpoint */
             return ep;
     }
     rl_endpoint *ep = calloc(1, sizeof *ep);
@@ -66,6 +67,7 @@ rl_endpoint *rl_endpoint_get(rl_engine *eng, const rl_lease *l)
     rl_url_format_safe(&ep->url, ep->display, sizeof ep->display);
     ep->connect_timeout_us = l->conn_to_us;
     ep->command_timeout_us = l->cmd_to_us;
+    ep->synced = l->min_replicas > 0;
     rl_conn_cfg cfg;
     conn_cfg(ep, &cfg, 0);
     rl_conn_init(&ep->cmd, eng, &cfg, &cmd_cbs, ep);

@@ -120,6 +120,8 @@ struct rl_endpoint {
     int64_t connect_timeout_us, command_timeout_us;
     rl_conn cmd, sub;
     struct rl_tls_ctx *tls_ctx;    /* rediss://: a reference to the first lease's context (rl_tls.h), NULL otherwise */
+    int synced;                    /* serves leases with min_replicas > 0 (WAIT blocks its connection) */
+    int evict_checked;             /* maxmemory-policy asked (rl_evict.c) */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */
@@ -190,6 +192,7 @@ enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1, RL_MODE_WATCH = 2 };
 /* Why a watched key's holder changed (token field of RL_EV_LEADER in watch mode). */
 enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIRED };
 #define RL_RTT_RING 32
+#define RL_SYNC_MSG_LEN 192
 
 /* What the engine does with a lease's commands, handed down by the layer
  * that made the lease (rl_api.c): the engine thread runs the queue and
@@ -220,6 +223,8 @@ struct rl_lease {
     char *term;      size_t termlen;    /* value of the current term: node_id#<16 hex> */
     int64_t ttl_us, renew_us, retry_us, conn_to_us, cmd_to_us, drift_us;
     char ttl_ms[24];
+    int min_replicas;                  /* > 0: acquire/renew count only after WAIT (rl_synced.c) */
+    char min_replicas_s[12], wait_ms_s[24];   /* WAIT's arguments */
 
     /* published: atomics (read without a lock) */
     _Atomic int64_t deadline;          /* local deadline, 0 when not leading */
@@ -253,6 +258,7 @@ struct rl_lease {
     int fatal_kind;                    /* latest attempt ended in a permanent error */
     char *fatal_msg;                   /* malloc'd, with fatal_kind */
     uint64_t st_acquired, st_renewals, st_renew_fail, st_losses;
+    uint64_t st_unsynced;              /* acquires/renews WAIT did not confirm */
     int64_t st_last_rtt_us;
     uint32_t st_rtt[RL_RTT_RING];      /* recent renew round trips, µs */
     unsigned st_rtt_n;
@@ -284,6 +290,11 @@ struct rl_lease {
     unsigned watch_notices_sent;       /* ... when the status query went out */
     int64_t watch_expiry;              /* when the holder's key expires if not renewed */
     int watch_gone;                    /* key seen gone without a notice: look once more */
+    /* min_replicas > 0 (rl_synced.c): the script's reply, kept until WAIT's */
+    rl_reply_fn *sync_cb;
+    struct redisReply *sync_reply;
+    int sync_short;                    /* the reply handed to sync_cb was not confirmed */
+    char *sync_msg;                    /* ... and why (RL_SYNC_MSG_LEN, malloc'd when min_replicas > 0) */
 
     /* under eng->ev_mu */
     rl_evbox evbox;

@@ -176,7 +176,7 @@ class Runner:
                 self.url, self.key, node_id=args.node_id, ttl=args.ttl,
                 connect_timeout=args.connect_timeout,
                 on_elected=self.wake, on_revoked=self.on_revoked,
-                on_leader_change=self.wake)
+                on_leader_change=self.wake, min_replicas=getattr(args, "min_replicas", 0))
         except Exception as exc:  # noqa: BLE001 - reported in one line
             raise CliError(error_message(exc, self.url))
         try:

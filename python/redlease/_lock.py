@@ -118,10 +118,10 @@ class Lock(_c.LeaseBase):
     is_leader = _Hidden()
 
     def __init__(self, url, key, *, ttl=10.0, auto_renew=True, node_id=None,
-                 connect_timeout=1.0, command_timeout=1.0):
+                 connect_timeout=1.0, command_timeout=1.0, min_replicas=0):
         super().__init__(url, key, node_id=node_id, ttl=ttl, connect_timeout=connect_timeout,
                          command_timeout=command_timeout, _mode=_c.MODE_LOCK,
-                         _auto_renew=bool(auto_renew))
+                         _auto_renew=bool(auto_renew), min_replicas=min_replicas)
         self.auto_renew = bool(auto_renew)
         # The effective ones: the URL's socket_connect_timeout/socket_timeout win.
         self._connect_timeout = self.connect_timeout

@@ -298,14 +298,14 @@ class DistributionNode(_c.LeaseBase):
 
     def __init__(self, url, key, *, node_id=None, ttl=10.0, renew_interval=None,
                  retry_interval=None, connect_timeout=1.0, command_timeout=1.0,
-                 on_elected=None, on_revoked=None, on_leader_change=None):
+                 on_elected=None, on_revoked=None, on_leader_change=None, min_replicas=0):
         for name, cb in (("on_elected", on_elected), ("on_revoked", on_revoked),
                          ("on_leader_change", on_leader_change)):
             if cb is not None and not callable(cb):
                 raise TypeError("%s must be callable or None, not %s" % (name, type(cb).__name__))
         super().__init__(url, key, node_id=node_id, ttl=ttl, renew_interval=renew_interval,
                          retry_interval=retry_interval, connect_timeout=connect_timeout,
-                         command_timeout=command_timeout)
+                         command_timeout=command_timeout, min_replicas=min_replicas)
         self.on_elected = on_elected
         self.on_revoked = on_revoked
         self.on_leader_change = on_leader_change

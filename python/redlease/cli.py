@@ -3,7 +3,7 @@
     redlease [--url URL] status KEY [--json]
     redlease [--url URL] watch KEY [--count N] [--json]
     redlease [--url URL] run KEY [--ttl S] [--grace S] [--restart] [--no-wait]
-             [--once-per DURATION] -- CMD [ARGS...]
+             [--once-per DURATION] [--min-replicas N] -- CMD [ARGS...]
     redlease demo [--url URL] [--nodes N] [--once]
 
 Also available as ``python -m redlease``.  ``--url`` may be given before or
@@ -151,6 +151,17 @@ def nonneg_float(text):
         raise argparse.ArgumentTypeError("not a number: %r" % text)
     if not v >= 0 or v == float("inf"):
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0: %r" % text)
+    return v
+
+
+def min_replicas_arg(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer: %r" % text)
+    if not 0 <= v <= 100:
+        raise argparse.ArgumentTypeError("must be from 0 to 100 (replicas that must acknowledge "
+                                         "each acquire and renew): %r" % text)
     return v
 
 
@@ -319,6 +330,9 @@ def build_parser(prog=None):
     p.add_argument("--restart", action="store_true",
                    help="after CMD exits or the lease is lost, keep campaigning and run CMD "
                         "again when leading (until a signal stops redlease)")
+    p.add_argument("--min-replicas", type=min_replicas_arg, default=0, metavar="N",
+                   help="an acquire or renew counts only once N replicas acknowledged it (Redis "
+                        "WAIT, timeout min(command timeout/2, renew margin/4)); default 0")
     p.add_argument("--node-id", metavar="ID", help="this participant's id (default: generated)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress messages on stderr (errors are still printed)")
