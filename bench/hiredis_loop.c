@@ -136,11 +136,14 @@ static int granted(const redisReply *r)
 /* One acquire + release.  Returns 1 when the acquire was granted. */
 static int cycle(redisContext *c)
 {
-    const char *acq[] = {"EVALSHA", sha_acq, "2", o.key, o.tkey, o.id, ttl_buf, o.chan};
+    /* The acquire script's KEYS: key, token counter, data-loss marker;
+     * ARGV: term, ttl ms, channel, token counter retention ms. */
+    const char *acq[] = {"EVALSHA", sha_acq, "3", o.key, o.tkey, "redlease:marker",
+                         o.id, ttl_buf, o.chan, "86400000"};
     const char *rel[] = {"EVALSHA", sha_rel, "1", o.key, o.id, o.chan};
     int ok;
 
-    redisReply *r = redisCommandArgv(c, 8, acq, NULL);
+    redisReply *r = redisCommandArgv(c, 10, acq, NULL);
     if (!r)
         die("EVALSHA acquire: %s", c->errstr);
     if (r->type == REDIS_REPLY_ERROR)

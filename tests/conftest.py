@@ -46,6 +46,10 @@ HARD_EXTRA = 60.0
 def pytest_configure(config):
     config.addinivalue_line("markers", "node_timeout(seconds): soft time limit of one test")
     config.addinivalue_line("markers", "allow_thread_growth: skip the thread-leak check")
+    config.addinivalue_line(
+        "markers", "deployment: a server deployment (TLS, Sentinel, replicas, DNS in a network "
+        "namespace) whose logic is all in the C core; .ci/run runs these once, on the default "
+        "Python, and the other Pythons with -m 'not deployment'")
 
 
 def pytest_report_header(config):

@@ -28,6 +28,7 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 pytestmark = [
+    pytest.mark.deployment,
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
     pytest.mark.skipif(IP is None, reason="no 'ip' command (iproute2) to make a network namespace"),
     pytest.mark.skipif(not os.path.exists(REDIS_SERVER), reason="redis-server not found"),

@@ -16,6 +16,8 @@ import pytest
 
 from helpers.redis_server import RedisServer
 
+pytestmark = pytest.mark.deployment
+
 
 def boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -285,3 +287,21 @@ def test_cli_run_min_replicas(rl, replicated, key, tmp_path):
         assert no_traceback(err)
     finally:
         cli.cleanup()
+
+
+def test_acl_without_wait_is_a_permission_error(rl, redis_server, make_node, key):
+    redis_server.cmd("ACL", "SETUSER", "dave", "on", ">davepw", "~*", "&*", "+@all", "-wait")
+    node = make_node(redis_server.url(user="dave", password="davepw"), ttl=1.0, min_replicas=1)
+    node.start()
+    with pytest.raises(rl.PermissionError) as ei:
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            node.wait_for_leadership(0.2)
+    msg = str(ei.value)
+    assert "wait" in msg.lower() and "NOPERM" in msg and "davepw" not in msg, msg
+    assert "PING and WAIT (min_replicas)" in msg, msg
+    assert not node.is_leader
+    node.stop()
+    lock = rl.Lock(redis_server.url(user="dave", password="davepw"), key + ":l", min_replicas=1)
+    with pytest.raises(rl.PermissionError):
+        lock.acquire(blocking=False)

@@ -20,7 +20,7 @@ from helpers.waiting import boottime, wait_until
 from helpers.workers import assert_no_overlap, current_leaders
 
 TTL = 1.0
-pytestmark = pytest.mark.node_timeout(150)
+pytestmark = [pytest.mark.node_timeout(150), pytest.mark.deployment]
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 C_TESTS = os.path.join(REPO, "tests", "c")
 
 
+pytestmark = pytest.mark.deployment
+
+
 @pytest.fixture(scope="module")
 def certs():
     c = Certs()

@@ -135,6 +135,7 @@ static int64_t rl_wait_timeout_ms(const rl_lease *l)
 static void lease_free(rl_lease *l)
 {
     rl_synced_forget(l);     /* a script reply kept for WAIT, if any */
+    free(l->sync_msg);
     rl_events_forget(l);     /* its undelivered events, if any */
     rl_url_free(&l->url);
     rl_tls_ctx_free(l->tls_ctx);
@@ -234,6 +235,8 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     l->drift_us = l->ttl_us / 100 + 2000;
     snprintf(l->ttl_ms, sizeof l->ttl_ms, "%lld", ttl_ms);
     l->min_replicas = o->min_replicas;
+    if (o->min_replicas > 0 && !(l->sync_msg = calloc(1, RL_SYNC_MSG_LEN)))
+        goto oom;
     snprintf(l->min_replicas_s, sizeof l->min_replicas_s, "%d", o->min_replicas);
     snprintf(l->wait_ms_s, sizeof l->wait_ms_s, "%lld", (long long)rl_wait_timeout_ms(l));
 
@@ -533,6 +536,14 @@ void rl_lease_info_clear(rl_lease_info *info)
     free(info->master);
     free(info->sentinels);
     memset(info, 0, sizeof *info);
+}
+
+int rl_engine_next_event(rl_event *out, int64_t max_us)
+{
+    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
+    if (!e)
+        return -1;
+    return rl_events_next(e, out, max_us);
 }
 
 void rl_engine_get_info(rl_engine_info *out)

@@ -15,6 +15,8 @@
 void rl_campaign_conn_ready(rl_lease *l)
 {
     rl_query_send_pending(l);
+    if (l->mode != RL_MODE_WATCH)
+        rl_evict_check(l);
     if ((l->phase == RL_L_CAMPAIGN || l->phase == RL_L_LEADING) && !l->busy) {
         if (l->phase == RL_L_CAMPAIGN && l->mode == RL_MODE_LOCK && l->lock_done)
             return;

@@ -40,6 +40,9 @@ int rl_reply_resent(rl_lease *l, const redisReply *reply, int script, rl_reply_f
  * l->sync_msg says why).  -1 if the connection cannot take the script. */
 int rl_synced_send(rl_lease *l, rl_reply_fn *cb, int n, const char **argv, const size_t *lens);
 
+/* rl_evict.c: once per endpoint, warn if its maxmemory-policy can evict lease keys */
+void rl_evict_check(rl_lease *l);
+
 /* rl_publish.c */
 void rl_pub_deadline(rl_lease *l, int64_t token, int64_t deadline);
 void rl_pub_emit(rl_lease *l, int kind, int64_t token, const char *text, size_t len);

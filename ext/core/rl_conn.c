@@ -445,6 +445,10 @@ static void read_in(rl_conn *c)
                 return;
             }
             dispatch(c);
+            /* A short read drained the socket: poll (level-triggered) tells
+             * when there is more, without a read that would only say EAGAIN. */
+            if ((size_t)n < sizeof buf && c->gen == gen && !c->stream->ops->pending(c->stream))
+                return;
             continue;
         }
         if (n < 0 && want) {

@@ -5,6 +5,7 @@
 #define RL_ENGINE_H
 
 #include "rl_error.h"
+#include "rl_services.h"
 #include "rl_types.h"
 
 rl_engine *rl_engine_get(rl_error *err);     /* the process's engine, started if needed */
@@ -16,16 +17,10 @@ int rl_engine_post(rl_engine *eng, int op, rl_lease *l, rl_error *err);
  * drives the loop, or wakes the engine if it cannot) right after. */
 int rl_engine_post_quiet(rl_engine *eng, int op, rl_lease *l, rl_error *err);
 
-/* Engine thread only. */
-void rl_engine_deactivate(rl_engine *eng, rl_lease *l);
-/* rl_events.c: queue an event of lease l for the binding (coalesced per
+/* Engine thread only.  rl_events.c: queue an event of lease l for the binding (coalesced per
  * lease: see there). */
 void rl_engine_emit(rl_engine *eng, rl_lease *l, int kind, int64_t token,
                     const char *text, size_t len);
-uint64_t rl_engine_rand(rl_engine *eng);
-int64_t rl_engine_jitter(rl_engine *eng, int64_t d);   /* d .. d*1.25 */
-int rl_engine_track_fd(rl_engine *eng, int fd);   /* -1: out of memory */
-void rl_engine_forget_fd(rl_engine *eng, int fd);
 
 /* rl_loop.c: the loop. */
 void *rl_engine_main(void *arg);
@@ -45,7 +40,6 @@ void rl_engine_kick(rl_engine *eng);
 
 /* rl_engine.c internals shared with rl_loop.c. */
 void rl_engine_run_commands(rl_engine *eng);
-void rl_engine_wake(rl_engine *eng);
 
 /* Stop every lease (releasing held keys), then the thread; waits up to
  * timeout_us.  Returns 0 when the thread has ended. */
@@ -56,21 +50,16 @@ void rl_engine_destroy(void);
 
 /* Events for the binding: 1 and *ev filled (caller frees ev->text with
  * free()), 0 on timeout, -1 if there is no engine. */
-int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);
+int rl_engine_next_event(rl_event *ev, int64_t max_wait_us);   /* rl_api.c */
+/* rl_events.c: the same on a given engine. */
+int rl_events_next(rl_engine *eng, rl_event *ev, int64_t max_wait_us);
 /* rl_events.c: a lease being freed leaves the event queue (any thread). */
 void rl_events_forget(rl_lease *l);
 /* Drop every undelivered event (rl_engine_destroy). */
 void rl_events_clear(rl_engine *eng);
 
-/* Something published changed: wake waiting threads and event loops.
- * eng->mu held. */
-void rl_engine_notify(rl_engine *eng);
 /* Register an fd (eventfd or pipe) that gets 8 bytes on every notify. */
 int rl_engine_add_waker(int fd, rl_error *err);
 void rl_engine_remove_waker(int fd);
-
-/* Condition waits for API threads: wait on eng->cv for at most max_us (in
- * fact at most a short slice: callers loop until their own deadline). */
-void rl_engine_timedwait(rl_engine *eng, int64_t max_us);   /* eng->mu held */
 
 #endif

@@ -208,11 +208,8 @@ void rl_engine_emit(rl_engine *e, rl_lease *l, int kind, int64_t token, const ch
 /* Takes the first event of the first lease on the queue; that lease goes
  * to the back if it has more (a lease with a steady stream of changes does
  * not hold up the others). */
-int rl_engine_next_event(rl_event *out, int64_t max_us)
+int rl_events_next(rl_engine *e, rl_event *out, int64_t max_us)
 {
-    rl_engine *e = rl_engine_get(NULL);   /* the dispatcher may start first */
-    if (!e)
-        return -1;
     struct timespec ts;
     rl_cond_deadline(&ts, max_us);
     pthread_mutex_lock(&e->ev_mu);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "rl_clock.h"
+#include "rl_services.h"
 #include "rl_conn.h"
 #include "rl_endpoint.h"
 #include "rl_engine.h"
@@ -35,6 +36,53 @@ static void flush_writes(rl_engine *e)
         for (size_t i = 0, n = rl_endpoint_nconns(ep); i < n; i++)
             rl_conn_flush(rl_endpoint_conn(ep, i));
 }
+
+/* Runs the commands API threads posted, in queue order. */
+void rl_engine_run_commands(rl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    rl_cmd *c = e->cmd_head;
+    e->cmd_head = e->cmd_tail = NULL;
+    pthread_mutex_unlock(&e->mu);
+    while (c) {
+        rl_cmd *next = c->next;
+        rl_lease *l = c->lease;
+        switch (c->op) {
+        case RL_CMD_START:
+            if (!e->draining) {
+                rl_engine_activate(e, l);
+                l->ops->start(e, l);
+            }
+            break;
+        case RL_CMD_STOP:
+            l->stops_taken++;
+            l->ops->stop(l);
+            break;
+        case RL_CMD_RESIGN:
+            l->resigns_taken++;
+            l->ops->resign(l);
+            break;
+        case RL_CMD_QUERY:
+            if (!e->draining) {
+                rl_engine_activate(e, l);
+                l->ops->query(e, l);
+            }
+            break;
+        case RL_CMD_SHUTDOWN:
+            e->draining = 1;
+            for (rl_lease *a = e->active, *an; a; a = an) {
+                an = a->act_next;
+                a->ops->stop(a);
+            }
+            break;
+        }
+        if (l)
+            l->ops->decref(l);
+        free(c);
+        c = next;
+    }
+}
+
 
 static void turn_work(rl_engine *e)
 {

@@ -88,8 +88,9 @@ void rl_reply_error_at(char *buf, size_t n, rl_lease *l, const char *what, const
         k = snprintf(buf, n, "%s at %s: connection lost before the reply", what, srv);
     else if (rl_reply_errkind(r->str, r->len) == RL_EPERM)
         k = snprintf(buf, n, "%s at %s: %.*s; the ACL user needs the commands EVALSHA, EVAL, SCRIPT, "
-                 "PUBLISH, SUBSCRIBE and PING, the keys %.*s, %.*s and " RL_MARKER_KEY
+                 "PUBLISH, SUBSCRIBE%s, the keys %.*s, %.*s and " RL_MARKER_KEY
                  ", and the channel %.*s", what, srv, (int)(r->len > 160 ? 160 : r->len), r->str,
+                 l->min_replicas > 0 ? ", PING and WAIT (min_replicas)" : " and PING",
                  (int)(l->keylen > 60 ? 60 : l->keylen), l->key,
                  (int)(l->tkeylen > 80 ? 80 : l->tkeylen), l->tkey,
                  (int)(l->chlen > 80 ? 80 : l->chlen), l->channel);

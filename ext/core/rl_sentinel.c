@@ -88,6 +88,18 @@ static void round_over(rl_topo *t, int ok)
             start_round(t);
         return;
     }
+    /* A sentinel still connecting may answer soon: its ready (or its
+     * failure) starts the next round, say nothing yet. */
+    int connecting = 0;
+    for (int i = 0; i < t->n; i++)
+        connecting += t->nodes[i].cmd.state != RL_C_DOWN && t->nodes[i].cmd.state != RL_C_READY;
+    if (connecting) {
+        if (t->again && !t->freeing) {
+            t->again = 0;
+            start_round(t);
+        }
+        return;
+    }
     /* Nobody could name the master: say why, try again later. */
     char msg[900];
     int nil = 0, stale = 0, fatal = t->n ? t->nodes[0].fatal : 0;
@@ -269,6 +281,8 @@ static void node_down(void *owner, rl_conn *c, const char *why, int fatal_kind)
         s->fatal = fatal_kind;
         snprintf(s->last_error, sizeof s->last_error, "%s", why);
         changed(s->t);
+        if (s->t->master_port == 0)
+            start_round(s->t);    /* reports the failure once nobody is left connecting */
     }
 }
 

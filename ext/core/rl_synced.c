@@ -72,7 +72,7 @@ static void script_reply(redisReply *r, void *priv)
     if (l->sync_short == 2) {
         /* No WAIT follows (it could not be queued): not confirmed. */
         l->sync_short = 1;
-        snprintf(l->sync_msg, sizeof l->sync_msg, "WAIT could not be sent (out of memory; min_replicas=%d)",
+        snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT could not be sent (out of memory; min_replicas=%d)",
                  l->min_replicas);
         l->sync_cb(r, l);
         return;
@@ -94,20 +94,28 @@ static void wait_reply(redisReply *r, void *priv)
         cb(NULL, l);
         return;
     }
+    if (w->type == REDIS_REPLY_ERROR && w->str && rl_reply_errkind(w->str, w->len) != 0) {
+        /* A WAIT that retrying will not fix (NOPERM: the ACL user lacks
+         * WAIT): the request fails with WAIT's error, as the script's own
+         * would.  A grant it hid expires by itself; its term is reused. */
+        reply_free(s);
+        cb(r, l);
+        return;
+    }
     double secs = (double)strtoll(l->wait_ms_s, NULL, 10) / 1000.0;
     if (w->type == REDIS_REPLY_INTEGER && w->integer >= l->min_replicas) {
         l->sync_short = 0;
     } else {
         l->sync_short = 1;
         if (w->type == REDIS_REPLY_INTEGER)
-            snprintf(l->sync_msg, sizeof l->sync_msg,
+            snprintf(l->sync_msg, RL_SYNC_MSG_LEN,
                      "WAIT: %lld of %d replicas acknowledged within %.3g s (min_replicas=%d)",
                      w->integer < 0 ? 0LL : (long long)w->integer, l->min_replicas, secs, l->min_replicas);
         else if (w->type == REDIS_REPLY_ERROR && w->str)
-            snprintf(l->sync_msg, sizeof l->sync_msg, "WAIT: %.*s (min_replicas=%d)",
+            snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT: %.*s (min_replicas=%d)",
                      (int)(w->len > 120 ? 120 : w->len), w->str, l->min_replicas);
         else
-            snprintf(l->sync_msg, sizeof l->sync_msg, "WAIT: unexpected reply type %d (min_replicas=%d)",
+            snprintf(l->sync_msg, RL_SYNC_MSG_LEN, "WAIT: unexpected reply type %d (min_replicas=%d)",
                      w->type, l->min_replicas);
     }
     cb(s, l);          /* may send again, or drop the lease's last reference */

@@ -28,6 +28,9 @@ typedef struct rl_tls_stream {
     int eof;               /* recv returned 0 */
     int sys_errno;         /* last errno of a failed send/recv */
     int app_read;          /* some application data was read */
+    int cert_requested;    /* the server sent a CertificateRequest */
+    int confirm;           /* TLS 1.3 + client certificate: the PING round trip is under way */
+    size_t confirm_sent, confirm_got;
     int refused;           /* last read/write failure: the client certificate was refused */
     char host[256];
     char peer_names[200];  /* what the server's certificate is for (seen while verifying) */

@@ -117,10 +117,15 @@ static int last_reason(void)
 
 static void io_message(const rl_tls_stream *t, const char *during, char *err, size_t errlen)
 {
-    if (t->sys_errno)
+    int hs = strcmp(during, "handshake") == 0;   /* the connection layer names the host */
+    if (t->sys_errno && hs)
+        snprintf(err, errlen, "%s", strerror(t->sys_errno));
+    else if (t->sys_errno)
         snprintf(err, errlen, "TLS %s with %s failed: %s", during, t->host, strerror(t->sys_errno));
+    else if (hs)
+        snprintf(err, errlen, "the server closed the connection during the TLS handshake");
     else
-        snprintf(err, errlen, "the server %s closed the connection during the TLS %s", t->host, during);
+        snprintf(err, errlen, "the server %s closed the connection during a TLS %s", t->host, during);
 }
 
 /* A failed SSL_connect (SSL_ERROR_SSL): fills err; 1 if permanent. */
@@ -132,14 +137,13 @@ static int handshake_failure(rl_tls_stream *t, char *err, size_t errlen)
     long vr = SSL_get_verify_result(t->ssl);
     if (t->ctx->cert_reqs != RL_TLS_REQ_NONE && vr != X509_V_OK) {
         if (vr == X509_V_ERR_HOSTNAME_MISMATCH || vr == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-            snprintf(err, errlen, "TLS certificate verify failed: the server's certificate is for %s, "
+            snprintf(err, errlen, "certificate verify failed: the server's certificate is for %s, "
                      "not '%s'; connect with a name the certificate holds, or give "
                      "ssl_check_hostname=false to skip the name check",
                      t->peer_names[0] ? t->peer_names : "other names", t->host);
         } else {
-            snprintf(err, errlen, "TLS certificate verify failed for %s: %s; %s (or "
-                     "ssl_cert_reqs=none to skip verification)", t->host,
-                     X509_verify_cert_error_string(vr), t->ctx->ca_hint);
+            snprintf(err, errlen, "certificate verify failed: %s; %s (or ssl_cert_reqs=none to "
+                     "skip verification)", X509_verify_cert_error_string(vr), t->ctx->ca_hint);
         }
         return 1;
     }
@@ -149,25 +153,160 @@ static int handshake_failure(rl_tls_stream *t, char *err, size_t errlen)
         return 0;
     }
     if (reason_not_tls(reason)) {
-        snprintf(err, errlen, "TLS handshake with %s failed (%s): " NOT_TLS_FIX, t->host, why);
+        snprintf(err, errlen, "%s: " NOT_TLS_FIX, why);
         return 1;
     }
     if (reason_cert_refused(reason)) {
         t->refused = 1;
-        snprintf(err, errlen, "TLS handshake with %s failed: the server refused the client "
-                 "certificate (%s); " CERT_FIX, t->host, why);
+        snprintf(err, errlen, "the server refused the client certificate (%s); " CERT_FIX, why);
         return 1;
     }
     if (reason_version(reason)) {
-        snprintf(err, errlen, "TLS handshake with %s failed (%s): the server and redlease share "
-                 "no TLS version (redlease needs TLS 1.2 or later)", t->host, why);
+        snprintf(err, errlen, "%s: the server and redlease share no TLS version (redlease "
+                 "needs TLS 1.2 or later)", why);
         return 1;
     }
-    snprintf(err, errlen, "TLS handshake with %s failed: %s", t->host, why);
+    snprintf(err, errlen, "%s", why);
     return 1;
 }
 
-/* ---- the operations ---- */
+
+/* A failed SSL_read_ex/SSL_write_ex: 0 = would block (*want set),
+ * 1 = the peer closed (reads), -1 = failed (err filled). */
+static int io_failure(rl_tls_stream *t, int e, const char *what, short *want, char *err, size_t errlen)
+{
+    char why[200];
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        *want = POLLIN;
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        *want = POLLOUT;
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        return 1;
+    case SSL_ERROR_SSL: {
+        int reason = last_reason();
+        if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+            return 1;
+        rl_tls_reason(why, sizeof why);
+        char where[300] = "";    /* a handshake's messages get the host from the connection layer */
+        if (strcmp(what, "handshake") != 0)
+            snprintf(where, sizeof where, "TLS %s from %s failed: ", what, t->host);
+        if (reason_cert_refused(reason)) {
+            t->refused = 1;
+            snprintf(err, errlen, "%sthe server refused the client certificate (%s); " CERT_FIX, where, why);
+        } else {
+            snprintf(err, errlen, "%s%s", where, why);
+        }
+        return -1;
+    }
+    default:
+        if (!t->sys_errno && t->eof)
+            return 1;
+        io_message(t, what, err, errlen);
+        return -1;
+    }
+}
+
+/* A write failed (reset, closed) before any reply came: with TLS 1.3 a
+ * server that refuses our certificate sends its alert right after our
+ * Finished and closes, and the write may hit the reset first.  The alert is
+ * still in the socket's receive queue (Linux returns queued data before the
+ * error): read it to report the refusal rather than a bare reset. */
+static void refusal_probe(rl_tls_stream *t, const char *what, char *err, size_t errlen)
+{
+    char scratch[512];
+    size_t got = 0;
+    short want = 0;
+    ERR_clear_error();
+    int rc = SSL_read_ex(t->ssl, scratch, sizeof scratch, &got);
+    if (rc != 1) {
+        char probe[400];
+        io_failure(t, SSL_get_error(t->ssl, rc), what, &want, probe, sizeof probe);
+        if (t->refused)
+            snprintf(err, errlen, "%s", probe);
+    }
+}
+
+/* ---- TLS 1.3 with a client certificate: the server's verdict ----
+ *
+ * With TLS 1.3 the client finishes its handshake before the server has
+ * checked the client certificate; a server that refuses it says so in an
+ * alert after that.  So when the server asked for a certificate, the
+ * handshake goes on with one PING: any reply line ("+PONG", "-NOAUTH ...")
+ * means the server took the certificate; an alert is a refusal (permanent),
+ * and the refusal is reported by the handshake, as for TLS 1.2.  The reply
+ * is consumed here; the connection layer never sees it. */
+
+#define CONFIRM_PING "*1\r\n$4\r\nPING\r\n"
+
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)arg;
+    rl_tls_stream *t = SSL_get_app_data(ssl);
+    if (t && !write_p && content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+        ((const unsigned char *)buf)[0] == SSL3_MT_CERTIFICATE_REQUEST)
+        t->cert_requested = 1;
+}
+
+static int confirm_step(rl_tls_stream *t, short *want, int *permanent, char *err, size_t errlen)
+{
+    const size_t plen = sizeof CONFIRM_PING - 1;
+    int result = 0;
+    ERR_clear_error();
+    while (t->confirm_sent < plen) {
+        size_t put = 0;
+        int rc = SSL_write_ex(t->ssl, CONFIRM_PING + t->confirm_sent, plen - t->confirm_sent, &put);
+        if (rc == 1) {
+            t->confirm_sent += put;
+            continue;
+        }
+        int f = io_failure(t, SSL_get_error(t->ssl, rc), "handshake", want, err, errlen);
+        if (f == 0)
+            goto out;
+        if (f == 1)
+            io_message(t, "handshake", err, errlen);
+        if (!t->refused)
+            refusal_probe(t, "handshake", err, errlen);
+        *permanent = t->refused;
+        result = -1;
+        goto out;
+    }
+    for (;;) {
+        char ch;
+        size_t got = 0;
+        int rc = SSL_read_ex(t->ssl, &ch, 1, &got);
+        if (rc == 1 && got == 1) {
+            if (ch == '\n') {
+                t->confirm = 0;
+                result = 1;
+                goto out;
+            }
+            if (++t->confirm_got > 4096) {
+                snprintf(err, errlen, "TLS handshake with %s: no Redis reply to PING", t->host);
+                result = -1;
+                goto out;
+            }
+            continue;
+        }
+        int f = io_failure(t, SSL_get_error(t->ssl, rc), "handshake", want, err, errlen);
+        if (f == 0)
+            goto out;
+        if (f == 1) {
+            t->sys_errno = 0;
+            io_message(t, "handshake", err, errlen);
+        }
+        *permanent = t->refused;
+        result = -1;
+        goto out;
+    }
+out:
+    ERR_clear_error();
+    return result;
+}
 
 static int tls_handshake(rl_stream *s, short *want, int *permanent, char *err, size_t errlen)
 {
@@ -175,10 +314,18 @@ static int tls_handshake(rl_stream *s, short *want, int *permanent, char *err, s
     *want = 0;
     *permanent = 0;
     t->sys_errno = 0;
+    if (t->confirm)
+        return confirm_step(t, want, permanent, err, errlen);
     ERR_clear_error();
     int rc = SSL_connect(t->ssl);
-    if (rc == 1)
+    if (rc == 1) {
+        ERR_clear_error();
+        if (t->cert_requested && SSL_version(t->ssl) >= TLS1_3_VERSION) {
+            t->confirm = 1;
+            return confirm_step(t, want, permanent, err, errlen);
+        }
         return 1;
+    }
     int e = SSL_get_error(t->ssl, rc);
     int result = -1;
     switch (e) {
@@ -205,61 +352,7 @@ static int tls_handshake(rl_stream *s, short *want, int *permanent, char *err, s
     return result;
 }
 
-/* A failed SSL_read_ex/SSL_write_ex: 0 = would block (*want set),
- * 1 = the peer closed (reads), -1 = failed (err filled). */
-static int io_failure(rl_tls_stream *t, int e, const char *what, short *want, char *err, size_t errlen)
-{
-    char why[200];
-    switch (e) {
-    case SSL_ERROR_WANT_READ:
-        *want = POLLIN;
-        return 0;
-    case SSL_ERROR_WANT_WRITE:
-        *want = POLLOUT;
-        return 0;
-    case SSL_ERROR_ZERO_RETURN:
-        return 1;
-    case SSL_ERROR_SSL: {
-        int reason = last_reason();
-        if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-            return 1;
-        rl_tls_reason(why, sizeof why);
-        if (reason_cert_refused(reason)) {
-            t->refused = 1;
-            snprintf(err, errlen, "TLS %s from %s failed: the server refused the client certificate "
-                     "(%s); " CERT_FIX, what, t->host, why);
-        } else {
-            snprintf(err, errlen, "TLS %s from %s failed: %s", what, t->host, why);
-        }
-        return -1;
-    }
-    default:
-        if (!t->sys_errno && t->eof)
-            return 1;
-        io_message(t, what, err, errlen);
-        return -1;
-    }
-}
-
-/* A write failed (reset, closed) before any reply came: with TLS 1.3 a
- * server that refuses our certificate sends its alert right after our
- * Finished and closes, and the write may hit the reset first.  The alert is
- * still in the socket's receive queue (Linux returns queued data before the
- * error): read it to report the refusal rather than a bare reset. */
-static void refusal_probe(rl_tls_stream *t, char *err, size_t errlen)
-{
-    char scratch[512];
-    size_t got = 0;
-    short want = 0;
-    ERR_clear_error();
-    int rc = SSL_read_ex(t->ssl, scratch, sizeof scratch, &got);
-    if (rc != 1) {
-        char probe[400];
-        io_failure(t, SSL_get_error(t->ssl, rc), "read", &want, probe, sizeof probe);
-        if (t->refused)
-            snprintf(err, errlen, "%s", probe);
-    }
-}
+/* ---- the operations ---- */
 
 static long tls_read(rl_stream *s, char *buf, size_t n, short *want, char *err, size_t errlen)
 {
@@ -305,7 +398,7 @@ static long tls_write(rl_stream *s, const char *buf, size_t n, short *want, char
             io_message(t, "write", err, errlen);
         }
         if (f != 0 && !t->refused && !t->app_read)
-            refusal_probe(t, err, errlen);
+            refusal_probe(t, "read", err, errlen);
         result = -1;
     }
     ERR_clear_error();
@@ -359,8 +452,10 @@ rl_stream *rl_tls_stream_new(rl_tls_ctx *ctx, int fd, const char *host, char *er
     snprintf(t->host, sizeof t->host, "%s", host);
     t->is_ip = ip_literal(host, plain, sizeof plain);
     t->ssl = SSL_new(ctx->ctx);
-    if (t->ssl)
+    if (t->ssl) {
         SSL_set_app_data(t->ssl, t);
+        SSL_set_msg_callback(t->ssl, on_message);
+    }
     BIO *bio = t->ssl ? BIO_new(ctx->bio) : NULL;
     if (!bio)
         goto fail;

@@ -129,6 +129,7 @@ struct rl_endpoint {
     int mport;                     /* 0 while unknown */
     char mdisplay[600];            /* the connections' cfg.display: master address and the URL */
     int switching;                 /* moving to another master: its drops ask nothing */
+    int evict_checked;             /* maxmemory-policy asked (rl_evict.c) */
     char sha[RL_SCRIPT_COUNT][48];
     rl_map keys;                   /* channel -> rl_keyent */
     rl_lease *leases;              /* attached leases (ep_next list) */
@@ -214,6 +215,7 @@ enum { RL_MODE_NODE = 0, RL_MODE_LOCK = 1, RL_MODE_WATCH = 2 };
 /* Why a watched key's holder changed (token field of RL_EV_LEADER in watch mode). */
 enum { RL_WATCH_INITIAL = 0, RL_WATCH_ELECTED, RL_WATCH_RELEASED, RL_WATCH_EXPIRED };
 #define RL_RTT_RING 32
+#define RL_SYNC_MSG_LEN 192
 
 /* What the engine does with a lease's commands, handed down by the layer
  * that made the lease (rl_api.c): the engine thread runs the queue and
@@ -317,7 +319,7 @@ struct rl_lease {
     rl_reply_fn *sync_cb;
     struct redisReply *sync_reply;
     int sync_short;                    /* the reply handed to sync_cb was not confirmed */
-    char sync_msg[192];                /* ... and why */
+    char *sync_msg;                    /* ... and why (RL_SYNC_MSG_LEN, malloc'd when min_replicas > 0) */
 
     /* under eng->ev_mu */
     rl_evbox evbox;
