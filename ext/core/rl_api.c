@@ -209,6 +209,7 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     }
     atomic_init(&l->refs, 1);
     l->ops = &lease_ops;
+    l->ep_table = &rl_campaign_ep_cbs;
     if (rl_url_parse(o->url, o->url_len, &l->url, urlerr, sizeof urlerr) < 0) {
         rl_seterr(err, RL_EVALUE, "%s", urlerr);
         free(l);

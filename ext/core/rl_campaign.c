@@ -496,7 +496,7 @@ void rl_campaign_start(rl_engine *eng, rl_lease *l)
     l->q_temp = 0;     /* a status query's endpoint now serves the campaign */
     if (!l->ep) {
         rl_endpoint *ep = rl_endpoint_get(eng, l);
-        if (!ep || rl_endpoint_attach(ep, l, &rl_campaign_ep_cbs) < 0) {
+        if (!ep || rl_endpoint_attach(ep, l, l->ep_table) < 0) {
             rl_pub_error(l, RL_ENOMEM, "out of memory while starting");
             rl_engine_deactivate(eng, l);
             return;

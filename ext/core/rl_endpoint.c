@@ -8,7 +8,7 @@
 
 #include "rl_clock.h"
 #include "rl_conn.h"
-#include "rl_engine.h"
+#include "rl_services.h"
 #include "rl_sentinel.h"
 #include "rl_tls.h"
 

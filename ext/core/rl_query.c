@@ -5,7 +5,6 @@
 
 #include <hiredis/hiredis.h>
 
-#include "rl_campaign.h"
 #include "rl_campaign_int.h"
 #include "rl_clock.h"
 #include "rl_conn.h"
@@ -210,7 +209,7 @@ void rl_campaign_query(rl_engine *eng, rl_lease *l)
 {
     if (!l->ep) {
         rl_endpoint *ep = rl_endpoint_get(eng, l);
-        if (!ep || rl_endpoint_attach(ep, l, &rl_campaign_ep_cbs) < 0) {
+        if (!ep || rl_endpoint_attach(ep, l, l->ep_table) < 0) {
             rl_query_publish(l, RL_ENOMEM, "out of memory", NULL);
             rl_engine_deactivate(eng, l);
             return;

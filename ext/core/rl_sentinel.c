@@ -9,7 +9,7 @@
 
 #include "rl_clock.h"
 #include "rl_conn.h"
-#include "rl_engine.h"
+#include "rl_services.h"
 #include "rl_error.h"
 
 #define RL_TOPO_BACKOFF_MIN_US 50000

@@ -231,6 +231,7 @@ typedef struct rl_lease_ops {
 struct rl_lease {
     atomic_int refs;
     const rl_lease_ops *ops;        /* set at creation, never changes */
+    const struct rl_ep_lease_cbs *ep_table;   /* what its endpoint calls: set at creation (rl_api.c) */
     uint64_t id;
     unsigned fork_gen;
     int mode;
