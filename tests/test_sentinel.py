@@ -213,3 +213,28 @@ def test_a_leader_steps_down_at_once_on_a_switch(rl, sentinels, spawn_worker):
     print(f"[sentinel] step-down {end['t'] - t0:.3f} s after SENTINEL FAILOVER, "
           f"{end['t'] - t_switch:+.3f} s from the sentinels agreeing on the new master (ttl {ttl} s)")
     assert end["t"] - t0 < ttl * 0.75
+
+
+def test_a_readonly_reply_makes_the_leader_step_down_at_once(rl, sentinels, key):
+    """The master is made a replica behind the sentinels' back (REPLICAOF):
+    the next renew is answered READONLY and the leader steps down then, not
+    at its deadline."""
+    ttl = 6.0
+    reasons = []
+    node = rl.DistributionNode(sentinels.url(), key, ttl=ttl, on_revoked=reasons.append)
+    try:
+        node.start()
+        assert node.wait_for_leadership(timeout=20)
+        master = sentinels.master
+        other = next(r for r in sentinels.servers if r is not master)
+        t0 = time.monotonic()
+        master.cmd("REPLICAOF", "127.0.0.1", str(other.port))
+        wait_until(lambda: not node.is_leader, ttl, interval=0.01, desc="the leader steps down")
+        took = time.monotonic() - t0
+        wait_until(lambda: reasons, 5, desc="on_revoked")
+        print(f"[sentinel] READONLY: step-down {took:.3f} s after REPLICAOF (ttl {ttl} s, renew every "
+              f"{node.renew_interval:.1f} s): {reasons[0]!r}")
+        assert "READONLY" in reasons[0]
+        assert took < node.renew_interval + 1.5
+    finally:
+        node.stop()
