@@ -452,11 +452,11 @@ static void read_in(rl_conn *c)
             continue;
         }
         if (n < 0 && want) {
+            /* Whatever the stream buffered was read and is incomplete (a
+             * partial TLS record): poll for the rest. */
             c->rd_want = want == POLLIN ? 0 : want;
             rl_wire_events(c);
-            if (!c->stream->ops->pending(c->stream))
-                return;
-            continue;
+            return;
         }
         char why[640];
         if (n == 0)
