@@ -55,6 +55,8 @@ int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout);
  * returns non-zero or timeout (< 0: none) passes.  Same results as rl_wait. */
 typedef int (*rl_slice_fn)(void *arg, int64_t max_us, rl_error *err);
 int rl_wait_slices(rl_modstate *st, rl_slice_fn fn, void *arg, double timeout);
+/* Seconds (< 0: no limit) to microseconds, saturating at INT64_MAX (no limit). */
+int64_t rl_seconds_to_us(double seconds);
 
 int rl_lease_type_init(PyObject *module, rl_modstate *st);
 

@@ -9,111 +9,6 @@
 #include "core/rl_scripts.h"
 #include "core/rl_types.h"
 
-#define WAIT_SLICE_US 50000   /* Ctrl-C is seen within this */
-
-rl_modstate *rl_state_from_type(PyTypeObject *tp)
-{
-#if PY_VERSION_HEX >= 0x030B0000
-    PyObject *m = PyType_GetModuleByDef(tp, &rl_module_def);
-    if (!m)
-        return NULL;
-    return PyModule_GetState(m);
-#else
-    PyObject *mro = tp->tp_mro;
-    for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
-        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
-        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
-            continue;
-        PyObject *m = PyType_GetModule(t);
-        if (m && PyModule_GetDef(m) == &rl_module_def)
-            return PyModule_GetState(m);
-        PyErr_Clear();
-    }
-    PyErr_SetString(PyExc_TypeError, "redlease: module state not found");
-    return NULL;
-#endif
-}
-
-PyObject *rl_raise(rl_modstate *st, const rl_error *err)
-{
-    PyObject *type;
-    switch (err->kind) {
-    case RL_EVALUE: type = PyExc_ValueError; break;
-    case RL_ECONN: type = st->ConnectionError; break;
-    case RL_EAUTH: type = st->AuthenticationError; break;
-    case RL_EREDIS: type = st->RedisError; break;
-    case RL_ENOMEM: return PyErr_NoMemory();
-    case RL_ESYS: type = PyExc_OSError; break;
-    case RL_EPERM: type = st->PermissionError; break;
-    case RL_ETLS: type = st->TLSError; break;
-    default: type = st->RedleaseError; break;
-    }
-    PyErr_SetString(type, err->msg);
-    return NULL;
-}
-
-/* Seconds (>= 0, or < 0 for "no limit") to microseconds, saturating: a
- * timeout too large for int64 microseconds means "no limit", never a
- * wrapped-around negative number. */
-static int64_t seconds_to_us(double seconds)
-{
-    if (seconds < 0 || !(seconds * 1e6 < 9.2e18))   /* 9.2e18 < INT64_MAX; NaN too */
-        return INT64_MAX;
-    return (int64_t)(seconds * 1e6);
-}
-
-/* now + timeout, saturating at INT64_MAX (= no deadline). */
-static int64_t deadline_us(double timeout)
-{
-    int64_t d = seconds_to_us(timeout), now = rl_now_us();
-    return d >= INT64_MAX - now ? INT64_MAX : now + d;
-}
-
-int rl_wait_slices(rl_modstate *st, rl_slice_fn fn, void *arg, double timeout)
-{
-    int64_t until = deadline_us(timeout);
-    for (;;) {
-        int64_t now = rl_now_us();
-        int64_t slice = until - now;
-        if (slice > WAIT_SLICE_US)
-            slice = WAIT_SLICE_US;
-        if (slice < 0)
-            slice = 0;
-        rl_error err = {0};
-        int rc;
-        Py_BEGIN_ALLOW_THREADS
-        rc = fn(arg, slice, &err);
-        Py_END_ALLOW_THREADS
-        if (rc > 0)
-            return rc;
-        if (rc < 0) {
-            rl_raise(st, &err);
-            return -1;
-        }
-        if (PyErr_CheckSignals() < 0)
-            return -1;
-        if (rl_now_us() >= until)
-            return 0;
-    }
-}
-
-typedef struct {
-    rl_lease *l;
-    int what;
-} lease_wait_arg;
-
-static int lease_wait_slice(void *arg, int64_t max_us, rl_error *err)
-{
-    lease_wait_arg *a = arg;
-    return rl_lease_wait(a->l, a->what, max_us, err);
-}
-
-int rl_wait(rl_modstate *st, rl_lease *l, int what, double timeout)
-{
-    lease_wait_arg a = {l, what};
-    return rl_wait_slices(st, lease_wait_slice, &a, timeout);
-}
-
 /* ---- module functions ---- */
 
 static PyObject *next_event(PyObject *m, PyObject *arg)
@@ -127,7 +22,7 @@ static PyObject *next_event(PyObject *m, PyObject *arg)
     rl_event ev;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = rl_engine_next_event(&ev, seconds_to_us(timeout));
+    rc = rl_engine_next_event(&ev, rl_seconds_to_us(timeout));
     if (rc < 0) {
         struct timespec ts = {(time_t)timeout, (long)((timeout - (double)(time_t)timeout) * 1e9)};
         nanosleep(&ts, NULL);
@@ -155,7 +50,7 @@ static PyObject *shutdown(PyObject *m, PyObject *arg)
     int rc;
     Py_BEGIN_ALLOW_THREADS
     /* the engine adds it to now: at most an hour, never negative */
-    rc = rl_engine_shutdown(timeout > 0 ? (timeout < 3600 ? seconds_to_us(timeout) : 3600000000) : 0);
+    rc = rl_engine_shutdown(timeout > 0 ? (timeout < 3600 ? rl_seconds_to_us(timeout) : 3600000000) : 0);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(rc == 0);
 }

@@ -381,7 +381,7 @@ static int write_out(rl_conn *c)
         return 0;
     char why[640];
     snprintf(why, sizeof why, "connection lost: %s", err[0] ? err : "write failed");
-    conn_fail(c, why, 0);
+    conn_fail(c, why, rl_tls_stream_refused(c->stream) ? RL_ETLS : 0);
     return -1;
 }
 
@@ -452,18 +452,18 @@ static void read_in(rl_conn *c)
             continue;
         }
         if (n < 0 && want) {
+            /* Whatever the stream buffered was read and is incomplete (a
+             * partial TLS record): poll for the rest. */
             c->rd_want = want == POLLIN ? 0 : want;
             rl_wire_events(c);
-            if (!c->stream->ops->pending(c->stream))
-                return;
-            continue;
+            return;
         }
         char why[640];
         if (n == 0)
             snprintf(why, sizeof why, "connection closed by %s", c->cfg.display);
         else
             snprintf(why, sizeof why, "connection lost: %s", err[0] ? err : "read failed");
-        conn_fail(c, why, 0);
+        conn_fail(c, why, rl_tls_stream_refused(c->stream) ? RL_ETLS : 0);
         return;
     }
 }
@@ -552,8 +552,19 @@ static void conn_timer(rl_timer *t, int64_t now)
                  (double)c->cfg.connect_timeout_us / 1e6);
         rl_conn_drop(c, why);
         break;
+    case RL_C_STREAM: {
+        /* A TLS server that never answered: a plain port (waiting for a
+         * newline the ClientHello may not have) or a frozen server -- they
+         * look the same, so it stays a transient failure, but it says so. */
+        char tls[320];
+        if (rl_tls_stream_no_answer(c->stream, tls, sizeof tls)) {
+            snprintf(why, sizeof why, "cannot connect to %s: %s", c->cfg.display, tls);
+            rl_conn_drop(c, why);
+            break;
+        }
+    }
+        /* fall through */
     case RL_C_CONNECTING:
-    case RL_C_STREAM:
     case RL_C_HANDSHAKE:
         snprintf(why, sizeof why, "cannot connect to %s: timed out after %.3f s (connect_timeout)",
                  c->cfg.display, (double)c->cfg.connect_timeout_us / 1e6);

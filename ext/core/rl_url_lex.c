@@ -51,66 +51,6 @@ const char *rl_find_any(const char *p, const char *end, const char *set)
     return end;
 }
 
-/* Marks every input byte that could be (part of) a password under any reading of the
-   URL, so that error messages can quote the URL without revealing it:
-   - from the first ':' after the scheme's "//" (or after the scheme when there is no
-     "//") up to the LAST '@' in the whole string: covers userinfo passwords, also when
-     the password holds unencoded '/', '?' or '@' that split the URL in odd places;
-   - the value of every "name=value" that follows a '?' or '&', unless name is a
-     known parameter that holds no secret (rl_url_param_public: not password,
-     sentinel_password, nor an unknown name, which may be a misspelt password).
-   Returns a malloc'd flag array of len bytes, or NULL when out of memory (callers then
-   treat everything as secret). */
-unsigned char *rl_url_mask(const char *s, size_t len)
-{
-    unsigned char *m = calloc(len ? len : 1, 1);
-    if (!m) return NULL;
-    const char *end = s + len;
-    const char *start = s;
-    const char *dslash = NULL;
-    for (const char *q = s; end - q >= 3; q++) {
-        if (q[0] == ':' && q[1] == '/' && q[2] == '/') { dslash = q; break; }
-    }
-    if (dslash) start = dslash + 3;
-    const char *at = rl_find_last(start, end, '@');
-    if (at) {
-        const char *colon = rl_find_char(start, at, ':');
-        if (colon)
-            for (const char *q = colon + 1; q < at; q++) m[q - s] = 1;
-    } else if (dslash) {
-        /* No '@' at all: "redis://:secret" (host forgotten) would read the password as a
-           port; hide whatever follows a host's ':' unless it is a plain number (each
-           host of a sentinel list "h1:26379,h2:26380" separately). */
-        const char *aend = rl_find_any(start, end, "/?");
-        for (const char *h = start; h < aend;) {
-            const char *pend = rl_find_any(h, aend, ",");
-            const char *hp = h;
-            if (hp < pend && *hp == '[') {
-                const char *rb = rl_find_char(hp, pend, ']');
-                hp = rb ? rb + 1 : pend;
-            }
-            const char *colon = rl_find_char(hp, pend, ':');
-            int digits = 1;
-            for (const char *q = colon ? colon + 1 : pend; q < pend; q++)
-                if (!rl_is_digit((unsigned char)*q)) digits = 0;
-            if (colon && !digits)
-                for (const char *q = colon + 1; q < pend; q++) m[q - s] = 1;
-            h = pend < aend ? pend + 1 : aend;
-        }
-    }
-    for (const char *q = s; q < end; q++) {
-        if (*q != '?' && *q != '&') continue;
-        const char *name = q + 1;
-        const char *stop = rl_find_any(name, end, "=&?");
-        if (stop == end || *stop != '=') continue;
-        size_t nlen = (size_t)(stop - name);
-        if (rl_url_param_public(name, nlen)) continue;
-        const char *vend = rl_find_any(stop + 1, end, "&");
-        for (const char *v = stop + 1; v < vend; v++) m[v - s] = 1;
-    }
-    return m;
-}
-
 /* Appends input bytes [p, p+n) to out with masked runs shown as "***" and control
    bytes escaped, stopping after max input chars. */
 static void quote_into(char *out, size_t outlen, const char *s, const unsigned char *mask,
