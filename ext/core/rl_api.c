@@ -285,6 +285,8 @@ rl_lease *rl_lease_new(const rl_lease_opts *o, rl_error *err)
     l->term_used = 1;
 
     rl_campaign_init(l);
+    if (l->mode == RL_MODE_WATCH)
+        rl_watch_init(l);
     l->pub_phase = RL_P_IDLE;
     return l;
 oom:

@@ -405,16 +405,6 @@ static void act_fire(rl_timer *t, int64_t now)
     rl_lease *l = (rl_lease *)((char *)t - offsetof(rl_lease, act_timer));
     if (l->busy || !l->ep)
         return;           /* the reply reschedules */
-    if (l->mode == RL_MODE_WATCH) {
-        if (l->phase != RL_L_CAMPAIGN)
-            return;
-        if (!rl_endpoint_ready(l->ep) || rl_watch_send(l) < 0) {
-            rl_act_at(l, now + RL_WAIT_CONN_US);
-            return;
-        }
-        l->busy = RL_REQ_WATCH;
-        return;
-    }
     if (l->phase == RL_L_CAMPAIGN) {
         if (now < l->resign_until) {
             rl_act_at(l, l->resign_until);

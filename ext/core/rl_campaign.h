@@ -7,6 +7,8 @@
 #include "rl_types.h"
 
 void rl_campaign_init(rl_lease *l);                 /* timers; any thread, before start */
+/* rl_query.c: a watch-mode lease's action timer asks for the holder (after rl_campaign_init). */
+void rl_watch_init(rl_lease *l);
 void rl_campaign_start(rl_engine *eng, rl_lease *l);
 void rl_campaign_stop(rl_lease *l);
 void rl_campaign_resign(rl_lease *l);

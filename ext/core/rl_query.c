@@ -5,6 +5,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include <stddef.h>
+
 #include "rl_campaign_int.h"
 #include "rl_clock.h"
 #include "rl_conn.h"
@@ -222,3 +224,23 @@ void rl_campaign_query(rl_engine *eng, rl_lease *l)
         rl_query_conn_down(l, l->ep->fatal_msg, l->ep->fatal_kind);
 }
 
+/* A watch's action timer (set by rl_watch_init in place of the campaign's):
+ * ask for the holder, or look again once the connection is back. */
+#define RL_WATCH_WAIT_CONN_US 1000000   /* re-check when the connection is down */
+
+static void watch_fire(rl_timer *t, int64_t now)
+{
+    rl_lease *l = (rl_lease *)((char *)t - offsetof(rl_lease, act_timer));
+    if (l->busy || !l->ep || l->phase != RL_L_CAMPAIGN)
+        return;           /* the reply reschedules */
+    if (!rl_endpoint_ready(l->ep) || rl_watch_send(l) < 0) {
+        rl_act_at(l, now + RL_WATCH_WAIT_CONN_US);
+        return;
+    }
+    l->busy = RL_REQ_WATCH;
+}
+
+void rl_watch_init(rl_lease *l)
+{
+    rl_timer_init(&l->act_timer, watch_fire);
+}
